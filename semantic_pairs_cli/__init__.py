@@ -1,0 +1,1 @@
+"""The one `semantic-pairs` command; each package registers its own subcommands."""

@@ -1,0 +1,3 @@
+from semantic_pairs_cli.main import main
+
+raise SystemExit(main())
