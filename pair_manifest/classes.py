@@ -99,6 +99,19 @@ def load_selection(csv_path: str | Path | None = None) -> ClassSelection:
             raise UserError(f"{path}: not a readable CSV file ({error})") from None
         if not rows or "wnid" not in rows[0]:
             raise UserError(f"{path}: a class selection CSV needs a header with a 'wnid' column")
+    return selection_from_rows(rows, origin)
+
+
+def selection_from_wnids(wnids: list[str], origin: str = "recorded class list") -> ClassSelection:
+    """A selection from a bare wnid list, e.g. the one recorded in a manifest or a project."""
+    default = {c.wnid: c for c in load_selection().classes}
+    rows = [{"wnid": w, "group": default[w].group, "source": default[w].source} if w in default else {"wnid": w}
+            for w in wnids]
+    return selection_from_rows(rows, origin)
+
+
+def selection_from_rows(rows: list[dict], origin: str) -> ClassSelection:
+    """Check and order selection rows (`wnid` and optional `name`, `group`, `source`)."""
     known = imagenet_classes()
     chosen: dict[str, ImageNetClass] = {}
     problems = []

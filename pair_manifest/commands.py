@@ -15,6 +15,7 @@ def register(subparsers) -> None:
     scan.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     scan.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     scan.set_defaults(handler=run_scan)
+    register_manifest(subparsers)
 
 
 def run_scan(args: argparse.Namespace) -> int:
@@ -39,4 +40,117 @@ def run_scan(args: argparse.Namespace) -> int:
         print(f"rejected  {path}: {reason}")
     for path, reason in report.ignored:
         print(f"ignored   {path}: {reason}")
+    return 0
+
+
+def register_manifest(subparsers) -> None:
+    manifest = subparsers.add_parser(
+        "manifest", help="export, validate, inspect, merge or import pair manifests",
+        description="The pair manifest is the Parquet artifact of a curation: pairs.parquet (one row "
+                    "per accepted pair) and decisions.parquet (the full decision log).",
+    )
+    actions = manifest.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    export = actions.add_parser("export", help="project decision store -> manifest folder")
+    export.add_argument("--project", required=True, metavar="DIR", help="curation project folder")
+    export.add_argument("--out", required=True, metavar="DIR", help="manifest folder to write")
+    export.add_argument("--classes", metavar="CSV", help="class selection (default: the project's own)")
+    export.set_defaults(handler=run_export)
+
+    validate = actions.add_parser("validate", help="list every problem of a manifest (exit 1 if any)")
+    validate.add_argument("path", metavar="PATH", help="manifest folder or pairs.parquet")
+    validate.add_argument("--images", metavar="ROOT", help="images root: also check files, bytes and decoding")
+    validate.set_defaults(handler=run_validate)
+
+    stats = actions.add_parser("stats", help="progress per class, annotator, tag; review agreement; proposals")
+    stats.add_argument("path", metavar="PATH", help="manifest folder, pairs.parquet or curation project folder")
+    stats.add_argument("--target", type=int, default=157, help="pairs wanted per class (default 157)")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(handler=run_stats)
+
+    merge = actions.add_parser("merge", help="merge manifests; conflicts are reported, never dropped")
+    merge.add_argument("inputs", nargs="+", metavar="MANIFEST", help="two or more manifest folders")
+    merge.add_argument("--out", required=True, metavar="DIR", help="merged manifest folder")
+    merge.set_defaults(handler=run_merge)
+
+    imports = actions.add_parser("import", help="CSV of pairs curated elsewhere -> manifest (validated)")
+    imports.add_argument("csv", metavar="CSV", help="columns wnid,file_a,file_b[,tags,annotator]; tags split by |")
+    imports.add_argument("--images", required=True, metavar="ROOT", help="images root the files are relative to")
+    imports.add_argument("--out", required=True, metavar="DIR", help="manifest folder to write")
+    imports.add_argument("--classes", metavar="CSV", help="class selection (default: the 187 classes)")
+    imports.set_defaults(handler=run_import)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pair_manifest.classes import load_selection
+    from pair_manifest.errors import UserError
+    from pair_manifest.manifest import export_store
+    from pair_manifest.store import STORE_FILE, DecisionStore
+
+    if not (Path(args.project) / STORE_FILE).is_file():
+        raise UserError(f"{args.project}: no {STORE_FILE} here (is it a curation project folder?)")
+    store = DecisionStore.for_project(args.project)
+    manifest = export_store(store, args.out, load_selection(args.classes) if args.classes else None)
+    print(f"wrote {args.out}/pairs.parquet ({manifest.pairs.num_rows} pairs) and "
+          f"decisions.parquet ({manifest.decisions.num_rows} decisions)")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    import sys
+
+    from pair_manifest.errors import ProblemsFound
+    from pair_manifest.validate import validate_manifest
+
+    problems = validate_manifest(args.path, args.images, progress=sys.stderr.isatty())
+    if problems:
+        raise ProblemsFound(f"{args.path}: invalid", problems)
+    print(f"{args.path}: valid" + ("" if args.images else " (files not checked: pass --images ROOT)"))
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pair_manifest.classes import imagenet_classes
+    from pair_manifest.manifest import manifest_decisions, read_manifest
+    from pair_manifest.stats import compute_stats, format_stats
+    from pair_manifest.store import STORE_FILE, DecisionStore
+
+    if (Path(args.path) / STORE_FILE).is_file():
+        decisions = DecisionStore.for_project(args.path).decisions()
+    else:
+        decisions = manifest_decisions(read_manifest(args.path))
+    names = {w: c.name for w, c in imagenet_classes().items()}
+    stats = compute_stats(decisions, target=args.target, class_names=names)
+    print(json.dumps(stats.to_json(), indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from pair_manifest.merge import CONFLICTS_FILE, merge_manifests
+
+    conflicts = merge_manifests(args.inputs, args.out)
+    print(f"wrote merged manifest to {args.out}")
+    if conflicts:
+        for c in conflicts:
+            print(f"conflict: {c.origin} decision {c.seq} ({c.verdict} {c.file_a} + {c.file_b} by {c.annotator}): "
+                  f"{c.reason}")
+        print(f"{len(conflicts)} conflict(s) kept out of the merge, listed in {args.out}/{CONFLICTS_FILE}")
+        return 1
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    import sys
+
+    from pair_manifest.classes import load_selection
+    from pair_manifest.importer import import_pairs
+
+    manifest = import_pairs(args.csv, args.images, args.out, load_selection(args.classes),
+                            progress=sys.stderr.isatty())
+    print(f"imported {manifest.pairs.num_rows} pairs into {args.out}")
     return 0

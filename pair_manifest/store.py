@@ -1,0 +1,593 @@
+"""The live decision store: SQLite in WAL mode with `synchronous=FULL`, one file per project.
+
+Decisions are append-only (triggers refuse UPDATE and DELETE); the state of every pair is derived
+from them. Two derived tables are kept in the same transaction as the decision that changes them,
+so the policy is enforced by SQLite itself even with many writer processes:
+
+- `pair_state`: the current verdict of each pair (accepted / rejected);
+- `image_use`: the images of accepted pairs, `file` being the primary key, so an image can be in
+  at most one accepted pair (files carry their wnid, so this is "one pair per image per class").
+
+A call to `record` returns only after its transaction has committed: that is what "acknowledged"
+means in the app. Every decision carries an idempotency key, so a retried request never records
+twice.
+
+State rules (documented here because the app, the manifest and `stats` all rely on them):
+- the live annotate decision of a pair is its latest accept/reject that has not been undone; skips
+  change no state;
+- `undo` removes the effect of one earlier decision of the same annotator (an accept frees its
+  images, a review stops counting);
+- a review (`review_of` set) is an accept (confirm) or reject (refute) by a *different* annotator
+  of an accept or reject decision; a refuted accept leaves the accepted set and is not proposed
+  again; reviews of rejects only feed the agreement figures.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from pair_manifest.errors import UserError
+from pair_manifest.images import NEAR_DUPLICATE_BITS, PerceptualHash, open_rgb, perceptual_hash, sha256_file
+
+VERDICTS = ("accept", "reject", "skip", "undo")
+TAGS = ("background", "occlusion", "pattern", "illumination", "viewpoint", "other")
+STORE_FILE = "decisions.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+CREATE TABLE IF NOT EXISTS decisions (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    wnid            TEXT NOT NULL,
+    file_a          TEXT NOT NULL,
+    file_b          TEXT NOT NULL,
+    sha256_a        TEXT NOT NULL,
+    sha256_b        TEXT NOT NULL,
+    verdict         TEXT NOT NULL CHECK (verdict IN ('accept', 'reject', 'skip', 'undo')),
+    tags            TEXT NOT NULL DEFAULT '',
+    annotator       TEXT NOT NULL,
+    decided_at      TEXT NOT NULL,
+    source          TEXT NOT NULL DEFAULT 'manual',
+    review_of       INTEGER REFERENCES decisions(seq),
+    undo_of         INTEGER REFERENCES decisions(seq) UNIQUE
+);
+CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (file_a, file_b);
+CREATE INDEX IF NOT EXISTS decisions_annotator ON decisions (annotator, seq);
+CREATE TRIGGER IF NOT EXISTS decisions_append_only_update BEFORE UPDATE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS decisions_append_only_delete BEFORE DELETE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TABLE IF NOT EXISTS pair_state (
+    file_a TEXT NOT NULL, file_b TEXT NOT NULL, wnid TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('accepted', 'rejected', 'refuted')),
+    decision_seq INTEGER NOT NULL,
+    PRIMARY KEY (file_a, file_b)
+);
+CREATE INDEX IF NOT EXISTS pair_state_class ON pair_state (wnid, state);
+CREATE TABLE IF NOT EXISTS image_use (
+    file TEXT PRIMARY KEY, wnid TEXT NOT NULL, decision_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    file TEXT PRIMARY KEY, sha256 TEXT NOT NULL, phash INTEGER NOT NULL, phash_mirrored INTEGER NOT NULL
+);
+"""
+
+
+class PolicyViolation(UserError):
+    """A decision the dataset policy refuses (same file twice, image already paired, ...)."""
+
+
+class IdempotencyConflict(UserError):
+    """The same idempotency key was sent with a different decision."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def canonical_pair(file_a: str, file_b: str) -> tuple[str, str]:
+    return (file_a, file_b) if file_a <= file_b else (file_b, file_a)
+
+
+def pair_id(file_a: str, file_b: str) -> str:
+    """Stable id of an unordered pair: the same two files always give the same id."""
+    a, b = canonical_pair(file_a, file_b)
+    return hashlib.sha256(f"{a}\n{b}".encode()).hexdigest()[:16]
+
+
+def canonical_tags(tags) -> str:
+    unknown = sorted(set(tags) - set(TAGS))
+    if unknown:
+        raise UserError(f"tags: unknown tag(s) {', '.join(unknown)} (known: {', '.join(TAGS)})")
+    return "|".join(t for t in TAGS if t in set(tags))
+
+
+@dataclass(frozen=True)
+class NewDecision:
+    """What a caller asks to record. Files are `<wnid>/<name>` relative to the images root."""
+
+    idempotency_key: str
+    wnid: str
+    file_a: str
+    file_b: str
+    verdict: str
+    annotator: str
+    tags: tuple[str, ...] = ()
+    source: str = "manual"
+    review_of: int | None = None
+    decided_at: str | None = None  # set by the store unless replaying (import/merge)
+
+
+@dataclass(frozen=True)
+class Decision:
+    seq: int
+    idempotency_key: str
+    wnid: str
+    file_a: str
+    file_b: str
+    sha256_a: str
+    sha256_b: str
+    verdict: str
+    tags: tuple[str, ...]
+    annotator: str
+    decided_at: str
+    source: str
+    review_of: int | None
+    undo_of: int | None
+
+    @property
+    def pair_id(self) -> str:
+        return pair_id(self.file_a, self.file_b)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    decision: Decision
+    duplicate: bool = False  # True when the idempotency key had been recorded before
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    sha256: str
+    phash: PerceptualHash
+
+
+@dataclass
+class AcceptedPair:
+    decision: Decision
+    rank_in_class: int
+    review_status: str  # unreviewed | confirmed
+
+
+class DecisionStore:
+    """One project's decisions. Safe to share between threads (one connection per thread) and
+    between processes (SQLite locking; writers serialize on `BEGIN IMMEDIATE`)."""
+
+    def __init__(self, path: str | Path, *, images_root: str | Path | None = None, timeout: float = 60.0):
+        self.path = Path(path)
+        self.images_root = Path(images_root) if images_root else None
+        self.timeout = timeout
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection().executescript(_SCHEMA)
+        version = int(self.get_meta("schema_version") or 0)
+        if version != SCHEMA_VERSION:
+            raise UserError(f"{self.path}: decision store schema {version}, this version reads {SCHEMA_VERSION}")
+
+    @classmethod
+    def for_project(cls, project_dir: str | Path, **kwargs) -> "DecisionStore":
+        return cls(Path(project_dir) / STORE_FILE, **kwargs)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.DatabaseError as error:
+                raise UserError(f"{self.path}: not a usable decision store ({error})") from None
+            connection.row_factory = sqlite3.Row
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        else:
+            connection.execute("COMMIT")
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as connection:
+            connection.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def class_wnids(self) -> list[str] | None:
+        """The class selection this project was created with (label order), if recorded."""
+        value = self.get_meta("class_wnids")
+        return json.loads(value) if value else None
+
+    # -- image facts -------------------------------------------------------------------------
+
+    def image_facts(self, file: str) -> ImageFacts:
+        """SHA-256 and perceptual hash of one image, computed once and cached in the store."""
+        row = self._connection().execute(
+            "SELECT sha256, phash, phash_mirrored FROM images WHERE file = ?", (file,)).fetchone()
+        if row:
+            return ImageFacts(row["sha256"], PerceptualHash(_unsigned(row["phash"]), _unsigned(row["phash_mirrored"])))
+        path = self.resolve(file)
+        image = open_rgb(path, name=file, max_side=128)
+        facts = ImageFacts(sha256_file(path), perceptual_hash(image))
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
+                (file, facts.sha256, _signed(facts.phash.value), _signed(facts.phash.mirrored)),
+            )
+        return facts
+
+    def resolve(self, file: str) -> Path:
+        """Path of `<wnid>/<name>` under the images root; refuses anything that leaves it."""
+        if self.images_root is None:
+            raise UserError(f"{file}: this store was opened without an images root")
+        return resolve_image(self.images_root, file)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(self, new: NewDecision) -> Recorded:
+        """Append one decision after checking the policy; returns once it has committed."""
+        if new.verdict not in ("accept", "reject", "skip"):
+            raise UserError(f"verdict: '{new.verdict}' is not one of accept, reject, skip (use undo_last to undo)")
+        check_file_id(new.wnid, new.file_a)
+        check_file_id(new.wnid, new.file_b)
+        if not new.annotator:
+            raise UserError("annotator: empty annotator name")
+        tags = canonical_tags(new.tags)
+        file_a, file_b = canonical_pair(new.file_a, new.file_b)
+        if file_a == file_b:
+            raise PolicyViolation(f"{file_a}: a pair needs two different files")
+        existing = self._by_key(new.idempotency_key)
+        if existing:
+            return self._same_request(existing, new, file_a, file_b, tags)
+        facts_a, facts_b = self.image_facts(file_a), self.image_facts(file_b)
+        if new.verdict == "accept" and new.review_of is None:
+            distance = facts_a.phash.distance(facts_b.phash)
+            if distance < NEAR_DUPLICATE_BITS and facts_a.sha256 != facts_b.sha256:
+                raise PolicyViolation(
+                    f"{file_a} and {file_b} are near-duplicates (perceptual hashes {distance} bits apart, "
+                    f"limit {NEAR_DUPLICATE_BITS}): a semantic pair needs two different photos")
+        return self._commit(new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
+
+    def replay(self, decision: Decision, *, review_of: int | None, undo_of: int | None) -> Recorded:
+        """Append a decision taken from another log (merge, validation), keeping its key, time and
+        hashes. The policy is checked again, except the perceptual-hash test, which needs pixels
+        and was made when the decision was first taken. `review_of`/`undo_of` are seqs in *this*
+        store."""
+        if decision.verdict == "undo":
+            if undo_of is None:
+                raise PolicyViolation(f"decision {decision.seq}: undoes a decision that is not in this log")
+            return self.undo(undo_of, decision.annotator, decision.idempotency_key, decided_at=decision.decided_at)
+        new = NewDecision(decision.idempotency_key, decision.wnid, decision.file_a, decision.file_b,
+                          decision.verdict, decision.annotator, decision.tags, decision.source, review_of,
+                          decision.decided_at)
+        check_file_id(new.wnid, new.file_a)
+        check_file_id(new.wnid, new.file_b)
+        file_a, file_b = canonical_pair(new.file_a, new.file_b)
+        existing = self._by_key(new.idempotency_key)
+        if existing:
+            return self._same_request(existing, new, file_a, file_b, canonical_tags(new.tags))
+        return self._commit(new, file_a, file_b, canonical_tags(new.tags), decision.sha256_a, decision.sha256_b)
+
+    def _commit(self, new: NewDecision, file_a: str, file_b: str, tags: str, sha_a: str, sha_b: str) -> Recorded:
+        if new.verdict == "accept" and new.review_of is None and sha_a == sha_b:
+            raise PolicyViolation(f"{file_a} and {file_b} have the same bytes (SHA-256 {sha_a[:12]}…)")
+        with self._transaction() as connection:
+            existing = self._by_key(new.idempotency_key)  # a concurrent retry may have won the race
+            if existing:
+                return self._same_request(existing, new, file_a, file_b, tags)
+            if new.review_of is not None:
+                self._check_review(connection, new, file_a, file_b)
+            else:
+                self._check_annotation(connection, new.verdict, new.wnid, file_a, file_b)
+            cursor = connection.execute(
+                "INSERT INTO decisions (idempotency_key, wnid, file_a, file_b, sha256_a, sha256_b, verdict,"
+                " tags, annotator, decided_at, source, review_of, undo_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+                (new.idempotency_key, new.wnid, file_a, file_b, sha_a, sha_b, new.verdict,
+                 tags, new.annotator, new.decided_at or utc_now(), new.source, new.review_of),
+            )
+            seq = cursor.lastrowid
+            _apply(connection, self._get(connection, seq))
+            return Recorded(self._get(connection, seq))
+
+    def undo_last(self, annotator: str, idempotency_key: str, *, decided_at: str | None = None) -> Recorded | None:
+        """Undo the annotator's most recent decision that is still in effect (None if there is none)."""
+        existing = self._by_key(idempotency_key)
+        if existing:
+            if existing.verdict != "undo" or existing.annotator != annotator:
+                raise IdempotencyConflict(f"idempotency key {idempotency_key} was used for another decision")
+            return Recorded(existing, duplicate=True)
+        with self._transaction() as connection:
+            target = connection.execute(
+                "SELECT d.seq FROM decisions d WHERE d.annotator = ? AND d.verdict != 'undo'"
+                " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)"
+                " ORDER BY d.seq DESC LIMIT 1", (annotator,)).fetchone()
+            if target is None:
+                return None
+            undone = self._get(connection, target["seq"])
+            return Recorded(self._insert_undo(connection, undone, idempotency_key, decided_at))
+
+    def undo(self, seq: int, annotator: str, idempotency_key: str, *, decided_at: str | None = None) -> Recorded:
+        """Undo one given decision of this annotator (used when replaying logs)."""
+        existing = self._by_key(idempotency_key)
+        if existing:
+            return Recorded(existing, duplicate=True)
+        with self._transaction() as connection:
+            undone = self._get(connection, seq)
+            if undone is None or undone.verdict == "undo":
+                raise PolicyViolation(f"decision {seq}: nothing to undo")
+            if undone.annotator != annotator:
+                raise PolicyViolation(f"decision {seq}: only {undone.annotator} can undo it")
+            if connection.execute("SELECT 1 FROM decisions WHERE undo_of = ?", (seq,)).fetchone():
+                raise PolicyViolation(f"decision {seq}: already undone")
+            return Recorded(self._insert_undo(connection, undone, idempotency_key, decided_at))
+
+    def _insert_undo(self, connection, undone: Decision, key: str, decided_at: str | None) -> Decision:
+        cursor = connection.execute(
+            "INSERT INTO decisions (idempotency_key, wnid, file_a, file_b, sha256_a, sha256_b, verdict, tags,"
+            " annotator, decided_at, source, review_of, undo_of) VALUES (?,?,?,?,?,?,'undo','',?,?,?,NULL,?)",
+            (key, undone.wnid, undone.file_a, undone.file_b, undone.sha256_a, undone.sha256_b,
+             undone.annotator, decided_at or utc_now(), undone.source, undone.seq),
+        )
+        decision = self._get(connection, cursor.lastrowid)
+        _apply(connection, decision)
+        return decision
+
+    def _check_annotation(self, connection, verdict: str, wnid: str, file_a: str, file_b: str) -> None:
+        state = connection.execute(
+            "SELECT state, decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?", (file_a, file_b)).fetchone()
+        if state is not None and state["state"] == "accepted" and verdict != "skip":
+            by = self._get(connection, state["decision_seq"])
+            raise PolicyViolation(f"{file_a} + {file_b}: already accepted by {by.annotator} (decision {by.seq})")
+        if state is not None and state["state"] == "refuted" and verdict == "accept":
+            raise PolicyViolation(f"{file_a} + {file_b}: refuted in review, cannot be accepted again")
+        if verdict == "accept":
+            for file in (file_a, file_b):
+                used = connection.execute("SELECT decision_seq FROM image_use WHERE file = ?", (file,)).fetchone()
+                if used:
+                    other = self._get(connection, used["decision_seq"])
+                    partner = other.file_b if other.file_a == file else other.file_a
+                    raise PolicyViolation(
+                        f"{file}: already in an accepted pair of {wnid} (with {partner}, decision {other.seq})")
+
+    def _check_review(self, connection, new: NewDecision, file_a: str, file_b: str) -> None:
+        reviewed = self._get(connection, new.review_of)
+        if reviewed is None or reviewed.verdict not in ("accept", "reject") or reviewed.review_of is not None:
+            raise PolicyViolation(f"review_of: decision {new.review_of} is not an accept or reject to review")
+        if (reviewed.file_a, reviewed.file_b) != (file_a, file_b):
+            raise PolicyViolation(f"review_of: decision {new.review_of} is about another pair")
+        if reviewed.annotator == new.annotator:
+            raise PolicyViolation(f"review_of: {new.annotator} cannot review their own decision {reviewed.seq}")
+        if new.verdict == "skip":
+            raise PolicyViolation("verdict: a review confirms (accept) or refutes (reject); skip records nothing")
+        if connection.execute("SELECT 1 FROM decisions WHERE undo_of = ?", (reviewed.seq,)).fetchone():
+            raise PolicyViolation(f"review_of: decision {reviewed.seq} has been undone")
+
+    def _same_request(self, existing: Decision, new: NewDecision, file_a, file_b, tags) -> Recorded:
+        same = (existing.wnid, existing.file_a, existing.file_b, existing.verdict, "|".join(existing.tags),
+                existing.annotator, existing.review_of) == (new.wnid, file_a, file_b, new.verdict, tags,
+                                                            new.annotator, new.review_of)
+        if not same:
+            raise IdempotencyConflict(
+                f"idempotency key {new.idempotency_key} was already used for decision {existing.seq}, "
+                "which differs from this one")
+        return Recorded(existing, duplicate=True)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _by_key(self, key: str) -> Decision | None:
+        row = self._connection().execute("SELECT * FROM decisions WHERE idempotency_key = ?", (key,)).fetchone()
+        return _decision(row) if row else None
+
+    @staticmethod
+    def _get(connection, seq: int | None) -> Decision | None:
+        if seq is None:
+            return None
+        row = connection.execute("SELECT * FROM decisions WHERE seq = ?", (seq,)).fetchone()
+        return _decision(row) if row else None
+
+    def get(self, seq: int) -> Decision | None:
+        return self._get(self._connection(), seq)
+
+    def decisions(self, *, since: int = 0) -> list[Decision]:
+        rows = self._connection().execute("SELECT * FROM decisions WHERE seq > ? ORDER BY seq", (since,))
+        return [_decision(row) for row in rows]
+
+    def count(self) -> int:
+        return self._connection().execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+
+    def used_images(self, wnid: str | None = None) -> set[str]:
+        query, args = ("SELECT file FROM image_use", ()) if wnid is None else (
+            "SELECT file FROM image_use WHERE wnid = ?", (wnid,))
+        return {row["file"] for row in self._connection().execute(query, args)}
+
+    def decided_pairs(self, wnid: str | None = None, state: str | None = None) -> set[tuple[str, str]]:
+        """Pairs with a live verdict (accepted, rejected or refuted), optionally filtered."""
+        query = "SELECT file_a, file_b FROM pair_state WHERE 1=1"
+        args: list = []
+        if wnid is not None:
+            query += " AND wnid = ?"
+            args.append(wnid)
+        if state is not None:
+            query += " AND state = ?"
+            args.append(state)
+        return {(row["file_a"], row["file_b"]) for row in self._connection().execute(query, args)}
+
+    def accepted_counts(self) -> dict[str, int]:
+        rows = self._connection().execute(
+            "SELECT wnid, COUNT(*) AS n FROM pair_state WHERE state = 'accepted' GROUP BY wnid")
+        return {row["wnid"]: row["n"] for row in rows}
+
+    def accepted_pairs(self) -> list[AcceptedPair]:
+        """Accepted pairs ranked within their class by acceptance order (the 50/100/157 subsets)."""
+        connection = self._connection()
+        rows = connection.execute(
+            "SELECT d.* FROM pair_state p JOIN decisions d ON d.seq = p.decision_seq"
+            " WHERE p.state = 'accepted' ORDER BY d.wnid, d.seq").fetchall()
+        confirmed = {row["review_of"] for row in connection.execute(
+            "SELECT review_of FROM decisions d WHERE review_of IS NOT NULL AND verdict = 'accept'"
+            " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)")}
+        ranks: dict[str, int] = {}
+        pairs = []
+        for row in rows:
+            decision = _decision(row)
+            rank = ranks.get(decision.wnid, 0)
+            ranks[decision.wnid] = rank + 1
+            status = "confirmed" if decision.seq in confirmed else "unreviewed"
+            pairs.append(AcceptedPair(decision, rank, status))
+        return pairs
+
+    def rebuild_state(self) -> None:
+        """Recompute the derived tables from the log (the log is the truth; this proves it)."""
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM pair_state")
+            connection.execute("DELETE FROM image_use")
+            for row in connection.execute("SELECT * FROM decisions ORDER BY seq").fetchall():
+                _apply(connection, _decision(row))
+
+
+def _apply(connection: sqlite3.Connection, decision: Decision) -> None:
+    """Update the derived tables for one new decision (inside its transaction)."""
+    key = (decision.file_a, decision.file_b)
+    if decision.verdict == "undo":
+        undone = DecisionStore._get(connection, decision.undo_of)
+        if undone.review_of is not None:
+            reviewed = DecisionStore._get(connection, undone.review_of)
+            if undone.verdict == "reject" and reviewed.verdict == "accept":
+                _restore_if_free(connection, reviewed)
+            return
+        if undone.verdict == "skip":
+            return
+        _set_state_from_log(connection, key)
+        return
+    if decision.verdict == "skip":
+        return
+    if decision.review_of is not None:
+        reviewed = DecisionStore._get(connection, decision.review_of)
+        if decision.verdict == "reject" and reviewed.verdict == "accept":
+            current = connection.execute(
+                "SELECT decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?", key).fetchone()
+            if current and current["decision_seq"] == reviewed.seq:
+                connection.execute("UPDATE pair_state SET state = 'refuted' WHERE file_a = ? AND file_b = ?", key)
+                connection.execute("DELETE FROM image_use WHERE decision_seq = ?", (reviewed.seq,))
+        return
+    state = "accepted" if decision.verdict == "accept" else "rejected"
+    connection.execute("DELETE FROM image_use WHERE file IN (?, ?) AND decision_seq IN "
+                       "(SELECT decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?)", (*key, *key))
+    connection.execute("INSERT OR REPLACE INTO pair_state VALUES (?, ?, ?, ?, ?)",
+                       (*key, decision.wnid, state, decision.seq))
+    if state == "accepted":
+        connection.executemany("INSERT INTO image_use VALUES (?, ?, ?)",
+                               [(f, decision.wnid, decision.seq) for f in key])
+
+
+def _set_state_from_log(connection, key: tuple[str, str]) -> None:
+    """After an undo: the pair's state is that of its latest live annotate decision, if any."""
+    connection.execute("DELETE FROM image_use WHERE decision_seq IN "
+                       "(SELECT decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?)", key)
+    connection.execute("DELETE FROM pair_state WHERE file_a = ? AND file_b = ?", key)
+    row = connection.execute(
+        "SELECT * FROM decisions d WHERE file_a = ? AND file_b = ? AND verdict IN ('accept', 'reject')"
+        " AND review_of IS NULL AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)"
+        " ORDER BY seq DESC LIMIT 1", key).fetchone()
+    if row is not None:
+        decision = _decision(row)
+        if decision.verdict == "accept":
+            _restore_if_free(connection, decision)
+        else:
+            connection.execute("INSERT INTO pair_state VALUES (?, ?, ?, 'rejected', ?)",
+                               (*key, decision.wnid, decision.seq))
+
+
+def _restore_if_free(connection, accept: Decision) -> None:
+    """Put an accept back in force (its refutation or a later verdict was undone) if its images
+    are still free; otherwise the pair stays out, which the policy requires."""
+    key = (accept.file_a, accept.file_b)
+    live_refutation = connection.execute(
+        "SELECT 1 FROM decisions d WHERE review_of = ? AND verdict = 'reject'"
+        " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)", (accept.seq,)).fetchone()
+    state = "refuted" if live_refutation else "accepted"
+    busy = connection.execute("SELECT 1 FROM image_use WHERE file IN (?, ?) AND decision_seq != ?",
+                              (*key, accept.seq)).fetchone()
+    if state == "accepted" and busy:
+        return
+    connection.execute("INSERT OR REPLACE INTO pair_state VALUES (?, ?, ?, ?, ?)",
+                       (*key, accept.wnid, state, accept.seq))
+    if state == "accepted":
+        connection.executemany("INSERT OR REPLACE INTO image_use VALUES (?, ?, ?)",
+                               [(f, accept.wnid, accept.seq) for f in key])
+
+
+def _decision(row: sqlite3.Row) -> Decision:
+    return Decision(
+        seq=row["seq"], idempotency_key=row["idempotency_key"], wnid=row["wnid"], file_a=row["file_a"],
+        file_b=row["file_b"], sha256_a=row["sha256_a"], sha256_b=row["sha256_b"], verdict=row["verdict"],
+        tags=tuple(t for t in row["tags"].split("|") if t), annotator=row["annotator"],
+        decided_at=row["decided_at"], source=row["source"], review_of=row["review_of"], undo_of=row["undo_of"],
+    )
+
+
+def _signed(value: int) -> int:  # SQLite integers are signed 64-bit
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def check_file_id(wnid: str, file: str) -> None:
+    """A file id is exactly `<wnid>/<name>`: no other folder, no traversal, no absolute path."""
+    parts = file.split("/")
+    if len(parts) != 2 or parts[0] != wnid or parts[1] in ("", ".", "..") or "\\" in file or "\x00" in file:
+        raise UserError(f"{file!r}: expected '{wnid}/<file name>' (a file directly in its class folder)")
+
+
+def resolve_image(images_root: str | Path, file: str) -> Path:
+    """The path of a `<wnid>/<name>` id, refusing traversal and symlinks that leave the root."""
+    wnid = file.split("/", 1)[0]
+    check_file_id(wnid, file)
+    root = Path(images_root).resolve()
+    path = root / file
+    real = path.resolve()
+    if root not in real.parents:
+        raise UserError(f"{file}: resolves outside the images root")
+    if not real.is_file():
+        raise UserError(f"{file}: no such image under {images_root}")
+    return path

@@ -1,0 +1,113 @@
+"""`manifest validate`: every problem of a manifest, listed, instead of the first one.
+
+Checks the schema, the class list, pair ids, ranks, the one-pair-per-image policy and the
+decision log; with an images root also that every file exists inside it, has the recorded bytes,
+decodes, and that the two photos of a pair are not near-duplicates.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pair_manifest.classes import imagenet_classes
+from pair_manifest.errors import UserError
+from pair_manifest.images import NEAR_DUPLICATE_BITS, ImageReadError, open_rgb, perceptual_hash, sha256_file
+from pair_manifest.manifest import REVIEW_STATUSES, read_manifest
+from pair_manifest.store import TAGS, check_file_id, pair_id, resolve_image
+
+
+def validate_manifest(path: str | Path, images_root: str | Path | None = None, *,
+                      progress: bool = False) -> list[str]:
+    """All problems found (an empty list means the manifest is valid)."""
+    try:
+        manifest = read_manifest(path)
+    except UserError as error:
+        return [str(error)]
+    rows = manifest.pairs.to_pylist()
+    problems: list[str] = []
+    known = imagenet_classes()
+    if not manifest.class_wnids:
+        problems.append("metadata: the class list is missing, labels cannot be interpreted")
+    label_of = {w: i for i, w in enumerate(manifest.class_wnids)}
+    for wnid in manifest.class_wnids:
+        if wnid not in known:
+            problems.append(f"metadata: class {wnid} is not an ImageNet-1K class")
+    ids = Counter(row["pair_id"] for row in rows)
+    used: dict[str, list[str]] = defaultdict(list)
+    ranks: dict[str, list[int]] = defaultdict(list)
+    for number, row in enumerate(rows):
+        where = f"row {number} ({row['pair_id']})"
+        wnid = row["wnid"]
+        if wnid not in label_of:
+            problems.append(f"{where}: class {wnid} is not in the manifest's class list")
+        elif row["label"] != label_of[wnid]:
+            problems.append(f"{where}: label {row['label']} but {wnid} is label {label_of[wnid]}")
+        for file in (row["file_a"], row["file_b"]):
+            try:
+                check_file_id(wnid, file)
+            except UserError as error:
+                problems.append(f"{where}: {error}")
+        if row["file_a"] == row["file_b"]:
+            problems.append(f"{where}: file_a and file_b are the same file {row['file_a']}")
+        elif row["file_a"] > row["file_b"]:
+            problems.append(f"{where}: files are not in canonical order (file_a < file_b)")
+        if row["pair_id"] != pair_id(row["file_a"], row["file_b"]):
+            problems.append(f"{where}: pair_id does not match its files (expected {pair_id(row['file_a'], row['file_b'])})")
+        if ids[row["pair_id"]] > 1:
+            problems.append(f"{where}: pair listed {ids[row['pair_id']]} times")
+        if row["sha256_a"] == row["sha256_b"]:
+            problems.append(f"{where}: both files have the same bytes")
+        unknown = sorted(set(row["tags"]) - set(TAGS))
+        if unknown:
+            problems.append(f"{where}: unknown tag(s) {', '.join(unknown)}")
+        if row["review_status"] not in REVIEW_STATUSES:
+            problems.append(f"{where}: review_status '{row['review_status']}' is not one of {', '.join(REVIEW_STATUSES)}")
+        used[row["file_a"]].append(row["pair_id"])
+        used[row["file_b"]].append(row["pair_id"])
+        ranks[wnid].append(row["rank_in_class"])
+    for file, pairs in sorted(used.items()):
+        if len(pairs) > 1:
+            problems.append(f"{file}: used in {len(pairs)} accepted pairs ({', '.join(pairs)}); at most one allowed")
+    for wnid, class_ranks in sorted(ranks.items()):
+        if sorted(class_ranks) != list(range(len(class_ranks))):
+            problems.append(f"class {wnid}: rank_in_class must be 0..{len(class_ranks) - 1} without gaps or repeats")
+    if manifest.decisions is not None:
+        problems += _check_log(rows, manifest.decisions.to_pylist())
+    if images_root is not None:
+        problems += _check_files(rows, Path(images_root), progress)
+    return problems
+
+
+def _check_log(rows: list[dict], decisions: list[dict]) -> list[str]:
+    """Every accepted pair must have its live accept in the log."""
+    undone = {d["undo_of"] for d in decisions if d["undo_of"] is not None}
+    accepts = {(d["file_a"], d["file_b"], d["sha256_a"], d["sha256_b"])
+               for d in decisions if d["verdict"] == "accept" and d["review_of"] is None and d["seq"] not in undone}
+    return [f"row {n} ({row['pair_id']}): no live accept decision for this pair in decisions.parquet"
+            for n, row in enumerate(rows)
+            if (row["file_a"], row["file_b"], row["sha256_a"], row["sha256_b"]) not in accepts]
+
+
+def _check_files(rows: list[dict], root: Path, progress: bool) -> list[str]:
+    problems = []
+    if not root.is_dir():
+        return [f"{root}: images root is not a folder"]
+    for row in tqdm(rows, desc="checking images", unit="pair", disable=not progress, leave=False):
+        hashes = []
+        for side in ("a", "b"):
+            file = row[f"file_{side}"]
+            try:
+                path = resolve_image(root, file)
+                if sha256_file(path) != row[f"sha256_{side}"]:
+                    problems.append(f"{file}: bytes differ from the manifest's sha256_{side}")
+                hashes.append(perceptual_hash(open_rgb(path, name=file, max_side=128)))
+            except (UserError, ImageReadError) as error:
+                problems.append(str(error))
+        if len(hashes) == 2 and row["sha256_a"] != row["sha256_b"]:
+            distance = hashes[0].distance(hashes[1])
+            if distance < NEAR_DUPLICATE_BITS:
+                problems.append(f"pair {row['pair_id']}: {row['file_a']} and {row['file_b']} are near-duplicates "
+                                f"({distance} bits apart)")
+    return problems
