@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "pair_manifest.commands",
     "curation_app.commands",
+    "curation_app.proposals.commands",
     "builders.commands",
     "training.commands",
 )

@@ -1,0 +1,44 @@
+"""Fixtures shared by every test folder: paths of the bundled real sample (never ../shared)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = REPO_ROOT / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> Path:
+    """ImageNet-style train/<wnid>/ folder of real photos (read-only: copy before changing)."""
+    return SAMPLE / "imagenet" / "train"
+
+
+@pytest.fixture(scope="session")
+def edge_cases_root() -> Path:
+    return SAMPLE / "edge_cases" / "train"
+
+
+@pytest.fixture(scope="session")
+def cifar10_root() -> Path:
+    return SAMPLE / "cifar10"
+
+
+@pytest.fixture(scope="session")
+def tiny_imagenet_root() -> Path:
+    return SAMPLE / "tiny_imagenet" / "train"
+
+
+@pytest.fixture
+def images_copy(tmp_path, sample_images) -> Path:
+    """A writable copy of the sample images, for tests that add, change or break files."""
+    target = tmp_path / "images"
+    shutil.copytree(sample_images, target)
+    return target
