@@ -1,0 +1,114 @@
+"""Every real-world bad file gets its documented outcome (sample_data/edge_cases)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from pair_manifest import images
+from pair_manifest.images import ImageReadError
+
+CLASS = "n01443537"
+
+# file name -> None (read correctly) or the reason code of the typed error
+OUTCOMES = {
+    "n01443537_2625.JPEG": None,
+    "n01443537_cmyk.JPEG": None,  # CMYK -> RGB
+    "n01443537_gray.JPEG": None,  # L -> RGB
+    "n01443537_png_bytes.JPEG": None,  # PNG bytes behind a .JPEG name: read by content
+    "n01443537_exif_rot90.JPEG": None,  # read; transposed for display only
+    "n01443537_truncated.JPEG": images.TRUNCATED,
+    "n01443537_empty.JPEG": images.EMPTY,
+    "n01443537_garbage.JPEG": images.NOT_AN_IMAGE,
+    "n01443537_bomb.JPEG": images.TOO_LARGE,
+}
+
+
+@pytest.mark.parametrize("name,reason", sorted(OUTCOMES.items()))
+def test_probe_and_decode_give_the_documented_outcome(edge_cases_root, name, reason):
+    path = edge_cases_root / CLASS / name
+    if reason is None:
+        info = images.probe(path)
+        rgb = images.open_rgb(path)
+        assert rgb.mode == "RGB" and rgb.size == (info.width, info.height)
+        return
+    for read in (images.probe, images.open_rgb):
+        with pytest.raises(ImageReadError) as caught:
+            read(path)
+        assert caught.value.reason == reason
+        assert name in str(caught.value)  # the message names the file
+
+
+def test_cmyk_is_converted_to_the_same_colours_as_its_rgb_original(edge_cases_root):
+    # The CMYK file is a re-encoding of n01443537_11099: a wrong (e.g. un-inverted Adobe) decode
+    # would be its negative and correlate negatively.
+    cmyk = np.asarray(images.open_rgb(edge_cases_root / CLASS / "n01443537_cmyk.JPEG"), dtype=np.float64)
+    rgb = np.asarray(images.open_rgb(edge_cases_root / CLASS / "n01443537_11099.JPEG"), dtype=np.float64)
+    assert cmyk.shape == rgb.shape
+    assert np.corrcoef(cmyk.ravel(), rgb.ravel())[0, 1] > 0.99
+
+
+def test_png_bytes_report_their_real_format(edge_cases_root):
+    assert images.probe(edge_cases_root / CLASS / "n01443537_png_bytes.JPEG").format == "PNG"
+
+
+def test_exif_rotation_is_applied_for_display_only(edge_cases_root):
+    path = edge_cases_root / CLASS / "n01443537_exif_rot90.JPEG"
+    stored = images.open_rgb(path)
+    shown = images.open_rgb(path, exif_transpose=True)
+    assert stored.size == (400, 300)
+    assert shown.size == (300, 400)
+
+
+def test_decompression_bomb_is_refused_before_decoding(edge_cases_root):
+    with pytest.raises(ImageReadError) as caught:
+        images.open_rgb(edge_cases_root / CLASS / "n01443537_bomb.JPEG")
+    assert "20000x20000" in str(caught.value)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # the global limit is restored after measuring
+
+
+def test_draft_mode_decodes_small_but_keeps_aspect(sample_images):
+    path = next((sample_images / "n04554684").iterdir())
+    full = images.open_rgb(path)
+    small = images.open_rgb(path, max_side=64)
+    assert max(small.size) == 64
+    assert abs(small.size[0] / small.size[1] - full.size[0] / full.size[1]) < 0.05
+
+
+def test_decode_from_bytes_matches_decode_from_file(sample_images):
+    path = next((sample_images / "n04554684").iterdir())
+    assert images.open_rgb(path.read_bytes()).tobytes() == images.open_rgb(path).tobytes()
+    with pytest.raises(ImageReadError) as caught:
+        images.open_rgb(b"", name="x.JPEG")
+    assert caught.value.reason == images.EMPTY
+
+
+def test_sha256_is_of_the_bytes(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    assert images.sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def _reencode(image: Image.Image, **save) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **save)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def test_perceptual_hash_catches_copies_and_separates_different_photos(sample_images):
+    files = sorted((sample_images / "n04554684").iterdir())
+    base = images.open_rgb(files[0])
+    h = images.perceptual_hash(base)
+    w, height = base.size
+    copies = {
+        "low quality": _reencode(base, quality=15),
+        "resized": base.resize((w // 3, height // 3)),
+        "mirrored": ImageOps.mirror(base),
+        "cropped": base.crop((8, 6, w - 8, height - 6)),
+    }
+    for what, copy in copies.items():
+        assert h.distance(images.perceptual_hash(copy)) < images.NEAR_DUPLICATE_BITS, what
+    for other in files[1:]:
+        assert h.distance(images.perceptual_hash(images.open_rgb(other))) >= images.NEAR_DUPLICATE_BITS
