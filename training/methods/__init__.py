@@ -14,6 +14,29 @@ The contract every method module follows (no base class: a method is readable in
   momentum schedules; `progress` in [0, 1] is the fraction of training done; a no-op where the
   method has none) and `eval_backbone()` returning the network to evaluate (online network for
   BYOL and MoCo, teacher for DINO, the backbone otherwise).
+
+What the training loop (training/loop.py, training/optim.py) also reads, all optional:
+- `Hyperparameters` fields, each with the default used when absent: `momentum` (0.9, LARS/SGD),
+  `betas` ((0.9, 0.999), AdamW), `lars_eta` (0.001), `lars_exclude_bias_and_norm` (True: tensors
+  with ndim <= 1 get neither weight decay nor the trust ratio under LARS; AdamW always spares them,
+  SGD never does), `final_lr_ratio` (0.0: the cosine ends at peak x ratio) or `min_lr` (an absolute
+  end value, wins over the ratio), `base_lr_biases` (a separate base lr for ndim <= 1 tensors,
+  scaled like base_lr: Barlow Twins), `constant_lr_modules` (names of submodules whose lr stays at
+  the peak, no warmup or decay: SimSiam's predictor), `weight_decay_end` (cosine weight-decay
+  schedule from weight_decay to it: DINO), `clip_grad` (0 = off: clip each parameter's gradient
+  norm to it, as DINO's `clip_gradients`).
+- a class attribute `capturable = True` when `forward` does no host sync (`.item()`, `bool(t)`,
+  data-dependent shapes) and keeps no Python-side state that changes between steps: only then may
+  the loop capture forward + backward + optimizer step in one CUDA graph (`--cuda-graphs`).
+  State changed in `update_targets` is fine for the graph only if it lives in tensors updated in
+  place.
+
+Helpers a method may use: `training.precision.float32_loss` (decorator: the loss runs with
+autocast off, arguments in float32), `training.distributed.gather_with_grad` (the global batch
+under DDP, exact gradients on gloo and NCCL), `training.distributed.all_reduce_mean_`,
+`training.ema.ema_update_` (one fused `torch._foreach_lerp_` for a whole network) and
+`training.ema.cosine_momentum`. Under DDP the loop converts every BatchNorm to
+`training.distributed.GlobalBatchNorm` (statistics over the global batch, CPU and GPU).
 """
 from __future__ import annotations
 
