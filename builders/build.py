@@ -1,0 +1,113 @@
+"""`semantic-pairs build`: pair manifest + images folder -> the repo folder of a Hub release.
+
+Order of work, so that bad input never leaves anything behind:
+1. plan (builders.plan): select the pairs, draw AP, refuse short classes unless allowed;
+2. check (builders.sources): every referenced file exists and has its SHA-256, all offenders
+   listed, before any write;
+3. write (builders.shards) into a staging folder, shards in parallel, each with a completion
+   marker (builders.staging), so a killed build resumes;
+4. write the manifest configs and the card, then swap the staging folder into place.
+
+The output is a function of the plan and the image bytes only (no clocks, no local paths, fixed
+Parquet options), so two builds of the same input are byte-identical, and `materialize` can
+rebuild the same folder from the manifest release.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from builders import layout
+from builders.plan import BuildSettings, ReleasePlan, plan_from_manifest
+from builders.shards import plan_shards, write_shard
+from builders.sources import check_sources
+from builders.staging import Staging, check_output_folder
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    plan: ReleasePlan
+    shards: int
+    resumed: int          # shards found complete from an interrupted build
+    image_bytes: int      # image bytes embedded in the shards
+    written_bytes: int    # image bytes written by this run
+
+
+def default_workers() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def build_release(manifest_dir: str | Path, images_root: str | Path, out: str | Path,
+                  settings: BuildSettings, *, allow_short: bool = False, workers: int | None = None,
+                  progress: bool = False) -> BuildResult:
+    out = Path(out)
+    check_output_folder(out)
+    plan = plan_from_manifest(manifest_dir, images_root, settings, allow_short=allow_short)
+    return write_release(plan, images_root, out, workers=workers, progress=progress)
+
+
+def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *,
+                  manifest_files: dict[str, bytes] | None = None, workers: int | None = None,
+                  progress: bool = False) -> BuildResult:
+    """Checked sources + plan -> the repo folder at `out` (all or nothing, resumable)."""
+    from builders.card import parquet_stats, render_card
+
+    out, root = Path(out), Path(images_root)
+    workers = workers or default_workers()
+    check_output_folder(out)
+    sizes = check_sources(plan, root, workers=workers, progress=progress)
+    if manifest_files is None:
+        manifest_files = {layout.manifest_path(kind): plan.manifest_bytes(kind) for kind in layout.KINDS}
+    jobs = plan_shards(plan, sizes)
+    staging = Staging(out, _fingerprint(manifest_files, jobs))
+    try:
+        staging.open()
+        todo = [job for job in jobs if staging.done_size(job.path) is None]
+        resumed = len(jobs) - len(todo)
+        total = sum(job.image_bytes for job in todo)
+        lock = threading.Lock()
+        with tqdm(total=total, desc="writing shards", unit="B", unit_scale=True, disable=not progress) as bar:
+            def advance(n: int) -> None:
+                with lock:
+                    bar.update(n)
+
+            def run(job) -> None:
+                size = write_shard(job, plan, root, staging.folder / job.path, advance)
+                staging.mark_done(job.path, size)
+
+            # Largest shards first keeps the workers busy until the end.
+            order = sorted(todo, key=lambda j: (-j.image_bytes, j.path))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(run, job) for job in order]
+                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in pending:
+                    future.cancel()
+                for future in futures:
+                    if future.done() and not future.cancelled() and future.exception() is not None:
+                        raise future.exception()
+        for relative, data in sorted(manifest_files.items()):
+            staging.write_file(relative, data)
+        file_stats = {relative: parquet_stats(staging.folder / relative)
+                      for relative in [job.path for job in jobs] + sorted(manifest_files)}
+        staging.write_file(layout.CARD_FILE, render_card(plan, file_stats).encode("utf-8"))
+        staging.finish()
+    finally:
+        staging.close()
+    return BuildResult(out, plan, len(jobs), resumed, sum(j.image_bytes for j in jobs), total)
+
+
+def _fingerprint(manifest_files: dict[str, bytes], jobs) -> str:
+    digest = hashlib.sha256()
+    for relative, data in sorted(manifest_files.items()):
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(data).digest())
+    digest.update(json.dumps([(j.path, j.rows) for j in jobs]).encode())
+    return digest.hexdigest()

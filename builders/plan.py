@@ -1,0 +1,264 @@
+"""The release plan: which pairs and which AP images a build holds, before any byte is written.
+
+A pair manifest (the curation's artifact) becomes two small tables, the SP and AP manifest
+configs of the release (`manifest/sp-*.parquet`, `manifest/ap-*.parquet`): ids, files, SHA-256s,
+tags and ranks, no pixels. Everything else in the repo folder is a function of these two tables,
+the build settings recorded beside them, and the image bytes they name. That is what lets
+`materialize` rebuild the full release from the manifest release plus a user's own ImageNet copy.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builders import layout
+from pair_manifest.classes import selection_from_rows, selection_from_wnids
+from pair_manifest.errors import ProblemsFound, UserError
+
+AP_SOURCES = ("pair_a", "random")
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    pairs_per_class: int = layout.DEFAULT_PAIRS_PER_CLASS
+    ap_source: str = "pair_a"  # AP image of each SP pair's rank: its image_a, or a seeded random class image
+    seed: int = 0              # used by ap_source="random" only
+
+    def __post_init__(self):
+        if self.pairs_per_class < 1:
+            raise UserError(f"--pairs-per-class: must be at least 1, got {self.pairs_per_class}")
+        if self.ap_source not in AP_SOURCES:
+            raise UserError(f"--ap-source: '{self.ap_source}' is not one of {', '.join(AP_SOURCES)}")
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    wnid: str
+    name: str
+    group: str
+    source: str
+
+
+@dataclass
+class ReleasePlan:
+    classes: tuple[ClassEntry, ...]  # label order
+    settings: BuildSettings
+    sp: pa.Table                     # SP manifest rows, sorted by (label, rank_in_class)
+    ap: pa.Table                     # AP manifest rows, same order
+    built_with: dict                 # versions recorded in the release (the card shows these)
+    shortfalls: list[str] = field(default_factory=list)
+
+    @property
+    def class_wnids(self) -> list[str]:
+        return [c.wnid for c in self.classes]
+
+    def table(self, kind: str) -> pa.Table:
+        return self.sp if kind == "sp" else self.ap
+
+    def metadata(self) -> bytes:
+        return json.dumps({
+            "schema_version": layout.RELEASE_SCHEMA_VERSION,
+            "settings": asdict(self.settings),
+            "classes": [asdict(c) for c in self.classes],
+            "built_with": self.built_with,
+        }, sort_keys=True).encode()
+
+    def manifest_bytes(self, kind: str) -> bytes:
+        """The exact bytes of `manifest/<kind>-*.parquet` (reproducible: fixed writer options)."""
+        schema = layout.features(kind, self.class_wnids, images=False).arrow_schema
+        schema = schema.with_metadata({**schema.metadata, layout.RELEASE_METADATA_KEY: self.metadata()})
+        buffer = io.BytesIO()
+        with pq.ParquetWriter(buffer, schema, **layout.writer_options(kind, images=False)) as writer:
+            writer.write_table(self.table(kind).cast(schema), row_group_size=50_000)
+        return buffer.getvalue()
+
+
+def built_with_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("semantic-pairs", "pyarrow", "datasets"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+def image_id(file: str) -> str:
+    """Stable id of one image, like `pair_id` for a pair."""
+    return hashlib.sha256(file.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pair manifest -> plan
+
+
+def plan_from_manifest(manifest_dir: str | Path, images_root: str | Path, settings: BuildSettings, *,
+                       allow_short: bool = False) -> ReleasePlan:
+    """Select the pairs of the release and the AP images; refuse classes short of the target."""
+    from pair_manifest.manifest import read_manifest
+    from pair_manifest.validate import validate_manifest
+
+    problems = validate_manifest(manifest_dir)
+    if problems:
+        raise ProblemsFound(f"{manifest_dir}: invalid manifest, nothing built", problems)
+    manifest = read_manifest(manifest_dir)
+    selection = selection_from_wnids(manifest.class_wnids, f"{manifest_dir} class list")
+    classes = tuple(ClassEntry(c.wnid, c.name, c.group, c.source) for c in selection.classes)
+    target = settings.pairs_per_class
+    name_of = {c.wnid: c.name for c in classes}
+    rows = [r for r in manifest.pairs.to_pylist() if r["rank_in_class"] < target]
+    rows.sort(key=lambda r: (selection.label_of(r["wnid"]), r["rank_in_class"]))
+    sp_rows = [{
+        "pair_id": r["pair_id"], "label": selection.label_of(r["wnid"]), "class_name": name_of[r["wnid"]],
+        "wnid": r["wnid"], "file_a": r["file_a"], "file_b": r["file_b"], "sha256_a": r["sha256_a"],
+        "sha256_b": r["sha256_b"], "tags": list(r["tags"]), "rank_in_class": r["rank_in_class"],
+    } for r in rows]
+    if not sp_rows:
+        raise UserError(f"{manifest_dir}: the manifest has no accepted pairs, nothing to build")
+    counts = {c.wnid: 0 for c in classes}
+    for row in sp_rows:
+        counts[row["wnid"]] += 1
+    if settings.ap_source == "pair_a":
+        ap_rows = [{"image_id": image_id(r["file_a"]), "label": r["label"], "class_name": r["class_name"],
+                    "wnid": r["wnid"], "file": r["file_a"], "sha256": r["sha256_a"],
+                    "rank_in_class": r["rank_in_class"]} for r in sp_rows]
+        ap_problems: list[str] = []
+    else:
+        ap_rows, ap_problems = random_ap_rows(classes, counts, Path(images_root), settings.seed)
+    if ap_problems:
+        raise ProblemsFound(f"{images_root}: cannot draw the AP images, nothing built", ap_problems)
+    shortfalls = shortfall_lines(classes, counts, target)
+    if shortfalls and not allow_short:
+        raise ProblemsFound(
+            f"{manifest_dir}: classes short of {target} pairs (pass --allow-short to build anyway), nothing built",
+            shortfalls)
+    sp = pa.Table.from_pylist(sp_rows, schema=layout.features("sp", [c.wnid for c in classes], images=False).arrow_schema)
+    ap = pa.Table.from_pylist(ap_rows, schema=layout.features("ap", [c.wnid for c in classes], images=False).arrow_schema)
+    return ReleasePlan(classes, settings, sp, ap, built_with_versions(), shortfalls)
+
+
+def shortfall_lines(classes: tuple[ClassEntry, ...], counts: dict[str, int], target: int) -> list[str]:
+    """One line per class with some pairs but fewer than the target; one line for all empty classes."""
+    lines = [f"{c.wnid} ({c.name}): {counts[c.wnid]} of {target} pairs"
+             for c in classes if 0 < counts[c.wnid] < target]
+    empty = [c.wnid for c in classes if counts[c.wnid] == 0]
+    if empty:
+        lines.append(f"{len(empty)} selected class(es) have no pairs: {', '.join(empty)}")
+    return lines
+
+
+def random_ap_rows(classes, counts: dict[str, int], root: Path, seed: int) -> tuple[list[dict], list[str]]:
+    """AP as an independent sample: per class, as many images as the class has SP pairs, drawn
+    with a seeded shuffle of the class folder (sorted names, so the draw depends only on the seed,
+    the wnid and the folder's contents). Unreadable files and repeated bytes are passed over."""
+    from pair_manifest.images import ImageReadError, is_image_name, probe, sha256_file
+
+    rows, problems = [], []
+    for label, entry in enumerate(classes):
+        wanted = counts[entry.wnid]
+        if wanted == 0:
+            continue
+        folder = root / entry.wnid
+        if not folder.is_dir():
+            problems.append(f"{entry.wnid}: no class folder under {root}")
+            continue
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink() and is_image_name(p.name))
+        random.Random(f"semantic-pairs/ap/{seed}/{entry.wnid}").shuffle(names)
+        seen: set[str] = set()
+        for name in names:
+            if len(seen) == wanted:
+                break
+            try:
+                probe(folder / name)
+            except ImageReadError:
+                continue
+            digest = sha256_file(folder / name)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            file = f"{entry.wnid}/{name}"
+            rows.append({"image_id": image_id(file), "label": label, "class_name": entry.name, "wnid": entry.wnid,
+                         "file": file, "sha256": digest, "rank_in_class": len(seen) - 1})
+        if len(seen) < wanted:
+            problems.append(f"{entry.wnid}: {len(seen)} usable distinct images, {wanted} needed for AP")
+    return rows, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest release -> plan (materialize)
+
+
+def read_release_manifests(files: dict[str, bytes], origin: str) -> ReleasePlan:
+    """The plan recorded in a release's `manifest/sp-*.parquet` and `manifest/ap-*.parquet`."""
+    tables, metadata = {}, {}
+    for kind in layout.KINDS:
+        data = files.get(layout.manifest_path(kind))
+        if data is None:
+            raise UserError(f"{origin}: no {layout.manifest_path(kind)} (is it a semantic-pairs release?)")
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowInvalid, OSError) as error:
+            raise UserError(f"{origin}/{layout.manifest_path(kind)}: not a readable Parquet file ({error})") from None
+        raw = (table.schema.metadata or {}).get(layout.RELEASE_METADATA_KEY)
+        if raw is None:
+            raise UserError(f"{origin}/{layout.manifest_path(kind)}: no {layout.RELEASE_METADATA_KEY.decode()} metadata")
+        tables[kind], metadata[kind] = table, raw
+    if metadata["sp"] != metadata["ap"]:
+        raise UserError(f"{origin}: the SP and AP manifests come from different builds")
+    try:
+        meta = json.loads(metadata["sp"])
+        settings = BuildSettings(**meta["settings"])
+        classes = tuple(ClassEntry(**c) for c in meta["classes"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise UserError(f"{origin}: release metadata is malformed ({error})") from None
+    if meta.get("schema_version") != layout.RELEASE_SCHEMA_VERSION:
+        raise UserError(f"{origin}: release schema version {meta.get('schema_version')!r}, "
+                        f"expected {layout.RELEASE_SCHEMA_VERSION!r}")
+    # The class list must be real ImageNet-1K classes (raises naming the bad row otherwise).
+    selection_from_rows([{"wnid": c.wnid} for c in classes], f"{origin} class list")
+    wnids = [c.wnid for c in classes]
+    plan_tables = {}
+    for kind in layout.KINDS:
+        schema = layout.features(kind, wnids, images=False).arrow_schema
+        table = tables[kind]
+        if table.schema.names != schema.names:
+            raise UserError(f"{origin}/{layout.manifest_path(kind)}: columns {table.schema.names}, "
+                            f"expected {schema.names}")
+        try:
+            plan_tables[kind] = table.cast(schema.with_metadata(None))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise UserError(f"{origin}/{layout.manifest_path(kind)}: column types differ ({error})") from None
+    plan = ReleasePlan(classes, settings, plan_tables["sp"], plan_tables["ap"], meta.get("built_with", {}))
+    _check_release_rows(plan, origin)
+    return plan
+
+
+def _check_release_rows(plan: ReleasePlan, origin: str) -> None:
+    """Ids and files safe to use as paths, labels within the class list, rows in release order."""
+    from pair_manifest.store import check_file_id
+
+    problems = []
+    for kind in layout.KINDS:
+        rows = plan.table(kind).select(["label", "wnid", "rank_in_class", *layout.FILE_COLUMNS[kind]]).to_pylist()
+        keys = [(r["label"], r["rank_in_class"]) for r in rows]
+        if keys != sorted(keys):
+            problems.append(f"{layout.manifest_path(kind)}: rows are not in (label, rank_in_class) order")
+        for n, row in enumerate(rows):
+            if not 0 <= row["label"] < len(plan.classes) or plan.classes[row["label"]].wnid != row["wnid"]:
+                problems.append(f"{layout.manifest_path(kind)} row {n}: label {row['label']} does not name {row['wnid']}")
+            for column in layout.FILE_COLUMNS[kind]:
+                try:
+                    check_file_id(row["wnid"], row[column])
+                except UserError as error:
+                    problems.append(f"{layout.manifest_path(kind)} row {n}: {error}")
+    if problems:
+        raise ProblemsFound(f"{origin}: the manifest release is inconsistent", problems)
