@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (file_a, file_b);
 CREATE INDEX IF NOT EXISTS decisions_annotator ON decisions (annotator, seq);
+CREATE INDEX IF NOT EXISTS decisions_review ON decisions (review_of);  -- the app's review queue
 CREATE TRIGGER IF NOT EXISTS decisions_append_only_update BEFORE UPDATE ON decisions
     BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_append_only_delete BEFORE DELETE ON decisions
@@ -454,6 +455,37 @@ class DecisionStore:
         rows = self._connection().execute(
             "SELECT wnid, COUNT(*) AS n FROM pair_state WHERE state = 'accepted' GROUP BY wnid")
         return {row["wnid"]: row["n"] for row in rows}
+
+    # Queries of the curation app (work assignment and review queue).
+
+    def decision_for_key(self, idempotency_key: str) -> Decision | None:
+        """The decision recorded under this idempotency key, if any."""
+        return self._by_key(idempotency_key)
+
+    def live_count(self, annotator: str) -> int:
+        """Decisions of one annotator still in effect (undo records and undone decisions excluded)."""
+        return self._connection().execute(
+            "SELECT COUNT(*) FROM decisions d WHERE annotator = ? AND verdict != 'undo'"
+            " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)", (annotator,)).fetchone()[0]
+
+    def skipped_pairs(self, wnid: str, annotator: str) -> set[tuple[str, str]]:
+        """Pairs of a class this annotator skipped (live skips), so they are not shown to them again."""
+        rows = self._connection().execute(
+            "SELECT file_a, file_b FROM decisions d WHERE wnid = ? AND annotator = ? AND verdict = 'skip'"
+            " AND review_of IS NULL AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)",
+            (wnid, annotator))
+        return {(row["file_a"], row["file_b"]) for row in rows}
+
+    def review_candidates(self, wnid: str, reviewer: str) -> list[Decision]:
+        """Accepts and rejects of a class that are in force, taken by someone other than `reviewer`,
+        and not yet reviewed by a live review; oldest first."""
+        rows = self._connection().execute(
+            "SELECT d.* FROM pair_state p JOIN decisions d ON d.seq = p.decision_seq"
+            " WHERE p.wnid = ? AND p.state IN ('accepted', 'rejected') AND d.annotator != ?"
+            " AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.review_of = d.seq"
+            "   AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = r.seq))"
+            " ORDER BY d.seq", (wnid, reviewer))
+        return [_decision(row) for row in rows]
 
     def accepted_pairs(self) -> list[AcceptedPair]:
         """Accepted pairs ranked within their class by acceptance order (the 50/100/157 subsets)."""

@@ -1,0 +1,28 @@
+"""The decision-store queries the app added: skipped pairs, the review queue, live counts, and the
+decision behind an idempotency key."""
+from __future__ import annotations
+
+from pair_manifest.store import DecisionStore, NewDecision
+
+WNID = "n03085013"
+
+
+def test_review_queue_skips_and_counts_follow_undo_and_review(tmp_path, sample_images):
+    files = [f"{WNID}/{p.name}" for p in sorted((sample_images / WNID).iterdir())]
+    store = DecisionStore.for_project(tmp_path, images_root=sample_images)
+    accept = store.record(NewDecision("k1", WNID, files[0], files[1], "accept", "alice")).decision
+    reject = store.record(NewDecision("k2", WNID, files[2], files[3], "reject", "alice")).decision
+    skip = store.record(NewDecision("k3", WNID, files[4], files[5], "skip", "alice")).decision
+    assert store.decision_for_key("k2") == reject and store.decision_for_key("nope") is None
+    assert store.skipped_pairs(WNID, "alice") == {(skip.file_a, skip.file_b)}
+    assert store.skipped_pairs(WNID, "bob") == set()
+    assert [d.seq for d in store.review_candidates(WNID, "bob")] == [accept.seq, reject.seq]
+    assert store.review_candidates(WNID, "alice") == []  # never one's own decisions
+    assert store.live_count("alice") == 3
+
+    store.record(NewDecision("r1", WNID, files[0], files[1], "accept", "bob", review_of=accept.seq))
+    assert [d.seq for d in store.review_candidates(WNID, "carol")] == [reject.seq]
+    store.undo_last("bob", "u1")  # the review is undone: the accept needs a review again
+    assert [d.seq for d in store.review_candidates(WNID, "carol")] == [accept.seq, reject.seq]
+    store.undo_last("alice", "u2")  # undoes the skip
+    assert store.skipped_pairs(WNID, "alice") == set() and store.live_count("alice") == 2
