@@ -163,14 +163,23 @@ def check_plan(plan: ReleasePlan) -> list[str]:
     return problems
 
 
+def expected_config_rows(plan: ReleasePlan, spec: layout.ConfigSpec) -> list[dict]:
+    """Rows of a config in the order `datasets` reads them: tier by tier (the folders the config
+    lists), then by label and rank within a tier; manifest configs in (label, rank) order."""
+    rows = [r for r in plan.table(spec.kind).to_pylist() if spec.limit is None or r["rank_in_class"] < spec.limit]
+    if spec.manifest:
+        return rows
+    tiers = layout.tiers_for(plan.settings.pairs_per_class)
+    return sorted(rows, key=lambda r: tiers.index(layout.tier_of(r["rank_in_class"], tiers)))  # stable
+
+
 def check_config(release, plan: ReleasePlan, spec: layout.ConfigSpec, report: VerifyReport,
                  workers: int, progress: bool) -> list[str]:
     """Load one config and compare it row by row with the manifest rows of its subset."""
     from datasets import Image
 
-    table = plan.table(spec.kind)
-    columns = list(table.column_names)
-    expected = [r for r in table.to_pylist() if spec.limit is None or r["rank_in_class"] < spec.limit]
+    columns = list(plan.table(spec.kind).column_names)
+    expected = expected_config_rows(plan, spec)
     with_images = not spec.manifest and spec.limit is None  # subsets share these files: check images once
     try:
         if with_images:
@@ -185,34 +194,49 @@ def check_config(release, plan: ReleasePlan, spec: layout.ConfigSpec, report: Ve
     problems = []
     if names != plan.class_wnids:
         problems.append(f"config {spec.name}: label names are not the release's class list")
-    loaded = 0
+    loaded: list[dict] = []
     decoded: set[str] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             tqdm(total=len(expected), desc=f"verifying {spec.name}", unit="row", disable=not progress, leave=False) as bar:
         try:
             for batch in dataset.iter(batch_size=64):
                 count = len(batch[columns[0]])
-                for i in range(count):
-                    row = {c: batch[c][i] for c in columns}
-                    if loaded < len(expected) and row != expected[loaded]:
-                        problems.append(f"config {spec.name} row {loaded}: {_describe(row, expected[loaded], spec.kind)}")
-                    loaded += 1
+                loaded += [{c: batch[c][i] for c in columns} for i in range(count)]
                 if with_images:
                     problems += _check_images(batch, spec, pool, decoded, report)
                 bar.update(count)
         except Exception as error:  # noqa: BLE001
-            problems.append(f"config {spec.name}: reading failed after {loaded} rows "
+            problems.append(f"config {spec.name}: reading failed after {len(loaded)} rows "
                             f"({type(error).__name__}: {str(error).splitlines()[0][:300]})")
-    report.rows[spec.name] = loaded
-    if loaded != len(expected):
-        problems.append(f"config {spec.name}: {loaded} rows, expected {len(expected)}")
+    report.rows[spec.name] = len(loaded)
+    return problems + compare_rows(spec, loaded, expected)
+
+
+def compare_rows(spec: layout.ConfigSpec, loaded: list[dict], expected: list[dict]) -> list[str]:
+    if loaded == expected:
+        return []
+    key = layout.ID_COLUMN[spec.kind]
+    want = {r[key]: r for r in expected}
+    have: dict[str, dict] = {}
+    problems = []
+    for row in loaded:
+        if row[key] in have:
+            problems.append(f"config {spec.name}: {key} {row[key]} appears more than once")
+        have[row[key]] = row
+    for missing in [k for k in want if k not in have]:
+        r = want[missing]
+        problems.append(f"config {spec.name}: {key} {missing} ({r['wnid']} rank {r['rank_in_class']}) is missing")
+    for extra in [k for k in have if k not in want]:
+        r = have[extra]
+        problems.append(f"config {spec.name}: {key} {extra} ({r.get('wnid')} rank {r.get('rank_in_class')}) "
+                        "does not belong in this config")
+    for common in [k for k in want if k in have and want[k] != have[k]]:
+        differing = [c for c in want[common] if want[common][c] != have[common].get(c)]
+        problems.append(f"config {spec.name}: {key} {common} differs from the manifest config in {', '.join(differing)}")
+    if not problems:
+        problems.append(f"config {spec.name}: rows are not in the release order (tier, label, rank_in_class)")
+    problems.append(f"config {spec.name}: {len(loaded)} rows loaded, {len(expected)} expected")
     return problems
-
-
-def _describe(row: dict, expected: dict, kind: str) -> str:
-    differing = [c for c in expected if row.get(c) != expected[c]]
-    return (f"{row.get(layout.ID_COLUMN[kind])} where {expected[layout.ID_COLUMN[kind]]} was expected "
-            f"(differs in {', '.join(differing)})")
 
 
 def _check_images(batch: dict, spec: layout.ConfigSpec, pool, decoded: set[str], report: VerifyReport) -> list[str]:

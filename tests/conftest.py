@@ -42,3 +42,14 @@ def images_copy(tmp_path, sample_images) -> Path:
     target = tmp_path / "images"
     shutil.copytree(sample_images, target)
     return target
+
+
+@pytest.fixture
+def loopback_hub(tmp_path):
+    """A real HTTP server on 127.0.0.1 speaking the Hub API that huggingface_hub and datasets use
+    (tests/support/loopback_hub.py). Clients run in a subprocess with `hub.client_env(home)`:
+    HF_ENDPOINT must be set before huggingface_hub is imported, and HF_HUB_DISABLE_XET=1."""
+    from tests.support.loopback_hub import LoopbackHub
+
+    with LoopbackHub(tmp_path / "loopback_hub") as hub:
+        yield hub

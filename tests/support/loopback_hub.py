@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+MAINTAINER_TOKEN = "hf_loopback_maintainer_token_0123456789"
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 # What the Hub stores with LFS: binary samples, and these extensions whatever their content.
@@ -118,7 +119,7 @@ class LoopbackHub:
     def __init__(self, storage: Path, *, tokens: dict[str, str] | None = None):
         self.storage = Path(storage)
         (self.storage / "objects").mkdir(parents=True, exist_ok=True)
-        self.tokens = tokens or {"hf_loopback_maintainer_token": "maintainer"}  # token -> user name
+        self.tokens = tokens or {MAINTAINER_TOKEN: "maintainer"}  # token -> user name
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[RecordedRequest] = []
         self.lfs_uploads: list[tuple[str, int]] = []  # (sha256, size) of every LFS object PUT
@@ -157,6 +158,20 @@ class LoopbackHub:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def client_env(self, home: Path, *, token: str | None = MAINTAINER_TOKEN, base: dict | None = None) -> dict:
+        """Environment for a client process: set before `huggingface_hub` is imported, which reads
+        HF_ENDPOINT once. A private HF_HOME keeps the user's token file and caches out of it."""
+        import os
+
+        env = dict(os.environ if base is None else base)
+        for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+            env.pop(key, None)
+        env.update(HF_ENDPOINT=self.endpoint, HF_HUB_DISABLE_XET="1", HF_HOME=str(home),
+                   HF_HUB_DISABLE_TELEMETRY="1", HF_UPDATE_DOWNLOAD_COUNTS="false")
+        if token is not None:
+            env["HF_TOKEN"] = token
+        return env
 
     # -- inspection helpers for tests -------------------------------------------------------
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
