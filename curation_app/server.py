@@ -1,0 +1,131 @@
+"""The curation server: FastAPI with the image route, the Gradio page mounted at `/`, uvicorn.
+
+Login rule: the app runs without login only when it listens on `127.0.0.1`, `::1` or
+`localhost`, and no users file is given. Any other address, including other 127.x.y.z loopback
+addresses (which port forwarding and containers often expose), needs `--users`; without it the
+server refuses to start. With login on, nothing but the login form and its static assets is
+served to a browser without a session: Gradio checks its own routes, and a middleware in front of
+everything (the image route, Gradio's file routes, any route a later Gradio adds) checks again.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import re
+import socket
+from pathlib import Path
+
+from pair_manifest.errors import UserError
+
+from curation_app.service import Curation
+from curation_app.users import UserBook
+
+log = logging.getLogger("curation_app")
+
+OPEN_HOSTS = ("127.0.0.1", "::1", "localhost")
+# What the login form itself loads (checked with a real browser; see tests/curation_app).
+PUBLIC_EXACT = frozenset({"/", "/login", "/login/", "/favicon.ico", "/theme.css", "/manifest.json", "/robots.txt"})
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/")
+
+
+def login_required(host: str, users_file: str | Path | None) -> bool:
+    return users_file is not None or host not in OPEN_HOSTS
+
+
+def local_annotator() -> str:
+    """Who decides on a loopback server without login: the local account name."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "local"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "local"
+
+
+def _gradio_app(app):
+    from starlette.routing import Mount
+
+    for route in app.routes:
+        if isinstance(route, Mount) and hasattr(route.app, "tokens"):
+            return route.app
+    raise RuntimeError("the Gradio app is not mounted")
+
+
+def create_app(curation: Curation, *, users: UserBook | None, local_user: str | None, users_file: Path | None = None):
+    """The ASGI app. `users` set: login required; otherwise every request acts as `local_user`."""
+    import anyio
+    import gradio as gr
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, RedirectResponse
+
+    from curation_app.image_route import add_image_route
+    from curation_app.progress import ProgressBoard
+    from curation_app.ui import build_blocks, page_css, page_head
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    never_serve = [curation.project_dir] + ([users_file] if users_file else [])
+    add_image_route(app, curation, never_serve=never_serve)
+    board = ProgressBoard(curation.store, target=curation.target)
+    blocks = build_blocks(curation, board, local_user=None if users else local_user)
+
+    auth = None
+    if users is not None:
+        async def auth(name: str, password: str) -> bool:  # scrypt takes ~0.6 s: keep it off the event loop
+            accepted = await anyio.to_thread.run_sync(users.verify, name, password)
+            log.info("login %s for %s", "accepted" if accepted else "refused", name)
+            return accepted
+
+    blocks.queue(default_concurrency_limit=None)
+    app = gr.mount_gradio_app(
+        app, blocks, path="", auth=auth, auth_message="Sign in with the name and password from the users file.",
+        head=page_head(), css=page_css(), footer_links=[], run_history=False, ssr_mode=False,
+        blocked_paths=[str(p.resolve()) for p in never_serve] + [str(curation.images_root.resolve())],
+    )
+    if users is None:
+        return app
+    gradio_app = _gradio_app(app)
+
+    def signed_in(request) -> bool:
+        cookie_id = gradio_app.cookie_id
+        token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+            f"access-token-unsecure-{cookie_id}")
+        return token is not None and token in gradio_app.tokens
+
+    @app.middleware("http")
+    async def require_login(request: Request, call_next):
+        path = request.url.path
+        if path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES) or signed_in(request):
+            return await call_next(request)
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/", status_code=302)
+        return JSONResponse({"detail": "Not authenticated: sign in first"}, status_code=401)
+
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error})") from None
+    sock.listen(256)
+    return sock
+
+
+def serve(app, sock: socket.socket, *, banner: str) -> None:
+    """Run until Ctrl-C. The socket is bound before the banner is printed, so the URL works."""
+    import uvicorn
+
+    print(banner, flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+                            lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def url_for(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host in ("::", "::1") else host)
+    return f"http://{shown}:{port}/"

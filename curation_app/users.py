@@ -1,0 +1,158 @@
+"""Annotator accounts: a text file of salted scrypt hashes, one user per line.
+
+    alice:scrypt:17:8:1:<salt, base64>:<hash, base64>
+
+scrypt with N = 2^17, r = 8, p = 1 is the OWASP Password Storage Cheat Sheet's minimum for scrypt;
+the parameters are stored on each line, so old lines keep verifying if the default changes. The
+file holds no password, but it is still written with mode 0600 (temp file + rename, so a crash
+never leaves half a file). The server re-reads it when it changes: `users add` works while the
+app runs.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pair_manifest.errors import UserError
+
+SCRYPT_LOG2_N = 17  # OWASP: N=2^17, r=8, p=1 (~128 MiB, ~0.6 s on a 2-core VM)
+SCRYPT_R = 8
+SCRYPT_P = 1
+SALT_BYTES = 16
+HASH_BYTES = 32
+MIN_PASSWORD_LENGTH = 8
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    log2_n: int
+    r: int
+    p: int
+    salt: bytes
+    digest: bytes
+
+    def line(self) -> str:
+        return ":".join([self.name, "scrypt", str(self.log2_n), str(self.r), str(self.p),
+                         base64.b64encode(self.salt).decode(), base64.b64encode(self.digest).decode()])
+
+
+def _scrypt(password: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
+    n = 1 << log2_n
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                          maxmem=2 * 128 * n * r * p + (1 << 20), dklen=HASH_BYTES)
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name or ""):
+        raise UserError(f"user name {name!r}: use 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+    return name
+
+
+def make_account(name: str, password: str, *, log2_n: int = SCRYPT_LOG2_N) -> Account:
+    check_name(name)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password for {name}: at least {MIN_PASSWORD_LENGTH} characters")
+    salt = os.urandom(SALT_BYTES)
+    return Account(name, log2_n, SCRYPT_R, SCRYPT_P, salt, _scrypt(password, salt, log2_n, SCRYPT_R, SCRYPT_P))
+
+
+def read_accounts(path: str | Path) -> dict[str, Account]:
+    """Parse the users file; a malformed line is an error naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: users file not found (create it with `semantic-pairs users add --users {path} NAME`)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read the users file ({error})") from None
+    accounts: dict[str, Account] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.strip().split(":")
+        try:
+            if len(parts) != 7 or parts[1] != "scrypt":
+                raise ValueError("expected name:scrypt:log2_n:r:p:salt:hash")
+            name = check_name(parts[0])
+            account = Account(name, int(parts[2]), int(parts[3]), int(parts[4]),
+                              base64.b64decode(parts[5], validate=True), base64.b64decode(parts[6], validate=True))
+            if not (10 <= account.log2_n <= 22) or account.r < 1 or account.p < 1 or len(account.digest) != HASH_BYTES:
+                raise ValueError("scrypt parameters out of range")
+        except (ValueError, UserError) as error:
+            raise UserError(f"{path} line {number}: malformed user entry ({error})") from None
+        if name in accounts:
+            raise UserError(f"{path} line {number}: user {name} is listed twice")
+        accounts[name] = account
+    return accounts
+
+
+def add_user(path: str | Path, name: str, password: str, *, log2_n: int = SCRYPT_LOG2_N) -> str:
+    """Add or replace one user; returns 'added' or 'updated'."""
+    path = Path(path)
+    accounts = read_accounts(path) if path.exists() else {}
+    outcome = "updated" if name in accounts else "added"
+    accounts[name] = make_account(name, password, log2_n=log2_n)
+    _write_atomically(path, "".join(a.line() + "\n" for a in accounts.values()))
+    return outcome
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class UserBook:
+    """The server's view of the users file, re-read whenever the file changes."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._accounts: dict[str, Account] = {}
+        self._dummy = make_account("nobody", os.urandom(12).hex())
+        self.reload()
+        if not self._accounts:
+            raise UserError(f"{self.path}: no users in this file (add one with `semantic-pairs users add`)")
+
+    def reload(self) -> None:
+        with self._lock:
+            stat = self.path.stat() if self.path.exists() else None
+            stamp = (stat.st_mtime_ns, stat.st_size) if stat else None
+            if stamp != self._stamp:
+                self._accounts = read_accounts(self.path)
+                self._stamp = stamp
+
+    def names(self) -> list[str]:
+        self.reload()
+        return sorted(self._accounts)
+
+    def verify(self, name: str, password: str) -> bool:
+        """Constant work whether or not the user exists (no user-name probing by timing)."""
+        try:
+            self.reload()
+        except UserError:
+            return False
+        account = self._accounts.get(name)
+        reference = account or self._dummy
+        digest = _scrypt(password, reference.salt, reference.log2_n, reference.r, reference.p)
+        return account is not None and hmac.compare_digest(digest, reference.digest)
