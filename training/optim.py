@@ -3,7 +3,8 @@
 Parameter groups follow the official code of each family:
 - LARS (SimCLR, BYOL, Barlow Twins, VICReg, SwAV): biases and normalization parameters (every
   tensor with ndim <= 1) get neither weight decay nor the trust ratio (You et al. 2017; SimCLR's
-  `lars_optimizer.py` EETA_DEFAULT=0.001 and its exclusion of 'batch_normalization' and 'bias').
+  `lars_optimizer.py` EETA_DEFAULT=0.001 and its exclusion of 'batch_normalization' and 'bias');
+  a recipe that adapts them too (SwAV) sets `lars_exclude_bias_and_norm = False`.
 - SGD (MoCo v2, SimSiam): plain momentum SGD with weight decay on every tensor, as their code.
 - AdamW (DINO): no weight decay on biases and norms (DINO's `get_params_groups`).
 
@@ -13,8 +14,6 @@ decay from the group, which may hold Python floats (eager) or 0-d device tensors
 Momentum buffers exist from construction (zeros), so there is no first-step branch to capture.
 """
 from __future__ import annotations
-
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -61,29 +60,53 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def split_decay(named: Iterable[tuple[str, nn.Parameter]]) -> tuple[list, list]:
-    """(weights, biases_and_norms): tensors with ndim > 1 and the rest."""
-    weights, others = [], []
-    for _, p in named:
-        if p.requires_grad:
-            (weights if p.ndim > 1 else others).append(p)
-    return weights, others
+def _field(hp, name: str, default):
+    """An optional hyperparameter (see the contract in training/methods/__init__.py)."""
+    value = getattr(hp, name, default)
+    return default if value is None else value
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
-                    betas: tuple[float, float] = (0.9, 0.999), eta: float = 0.001,
+def param_groups(model: nn.Module, hp, peak_lr: float, lr_scale: float) -> list[dict]:
+    """Trainable parameters split as the method's recipe needs, each group tagged with its peak lr,
+    whether it follows the schedule, its weight decay and whether LARS adapts it.
+
+    `peak_lr` is base_lr x lr_scale; `base_lr_biases` (if the recipe has it) is scaled alike."""
+    optimizer = hp.optimizer
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: '{optimizer}' is not one of {', '.join(OPTIMIZERS)}")
+    exclude = bool(_field(hp, "lars_exclude_bias_and_norm", True))
+    constant_modules = tuple(_field(hp, "constant_lr_modules", ()))
+    biases_lr = _field(hp, "base_lr_biases", None)
+    groups: dict[tuple[bool, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_1d = p.ndim <= 1
+        constant = any(name == m or name.startswith(m + ".") for m in constant_modules)
+        group = groups.get((is_1d, constant))
+        if group is None:
+            spared = is_1d and (optimizer == "adamw" or (optimizer == "lars" and exclude))
+            group = groups[(is_1d, constant)] = dict(
+                params=[], name=f"{'1d' if is_1d else 'weights'}{'-constant' if constant else ''}",
+                peak_lr=biases_lr * lr_scale if (is_1d and biases_lr is not None) else peak_lr,
+                constant_lr=constant, weight_decay=0.0 if spared else float(hp.weight_decay),
+                lars=optimizer == "lars" and not spared)
+        group["params"].append(p)
+    for unused in [name for name in constant_modules
+                   if not any(n == name or n.startswith(name + ".") for n, _ in model.named_parameters())]:
+        raise ValueError(f"constant_lr_modules: the model has no submodule '{unused}'")
+    for group in groups.values():
+        group["base_weight_decay"] = group["weight_decay"]
+        group["lr"] = group["peak_lr"]
+    return list(groups.values())
+
+
+def build_optimizer(model: nn.Module, hp, peak_lr: float, lr_scale: float,
                     capturable: bool = False) -> torch.optim.Optimizer:
-    """The optimizer of a method's recipe over the trainable parameters of `model`."""
-    weights, others = split_decay(model.named_parameters())
-    if name == "lars":
-        groups = [dict(params=weights, lars=True, weight_decay=weight_decay),
-                  dict(params=others, lars=False, weight_decay=0.0)]
-        return LARS([g for g in groups if g["params"]], lr=lr, momentum=momentum, eta=eta)
-    if name == "sgd":
-        return LARS([{"params": weights + others}], lr=lr, momentum=momentum, weight_decay=weight_decay,
-                    lars=False)
-    if name == "adamw":
-        groups = [dict(params=weights, weight_decay=weight_decay), dict(params=others, weight_decay=0.0)]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, foreach=True,
-                                 capturable=capturable)
-    raise ValueError(f"optimizer: '{name}' is not one of {', '.join(OPTIMIZERS)}")
+    """The optimizer of a method's recipe (hp.optimizer) over the trainable parameters of `model`."""
+    groups = param_groups(model, hp, peak_lr, lr_scale)
+    momentum = float(_field(hp, "momentum", 0.9))
+    if hp.optimizer in ("lars", "sgd"):
+        return LARS(groups, lr=peak_lr, momentum=momentum, eta=float(_field(hp, "lars_eta", 0.001)))
+    betas = tuple(_field(hp, "betas", (0.9, 0.999)))
+    return torch.optim.AdamW(groups, lr=peak_lr, betas=betas, foreach=True, capturable=capturable)

@@ -1,0 +1,86 @@
+"""Fixtures for the training tests: a small Semantic Pairs repo folder in the Hub layout of
+DESIGN.md, written from the bundled real images.
+
+`write_sample_hub_repo` stands in for the builders package (`semantic-pairs build`), which was being
+written at the same time: swap its body for the real builder once that exists. It pairs consecutive
+images (sorted by name) of each class: real photographs, two different files of one class per row,
+but NOT curated semantic pairs.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+SP_COLUMNS = ("pair_id", "label", "class_name", "wnid", "file_a", "file_b", "sha256_a", "sha256_b", "tags",
+              "rank_in_class", "image_a", "image_b")
+
+
+def _class_names(wnids: list[str]) -> dict[str, str]:
+    from pair_manifest.classes import imagenet_classes
+
+    table = imagenet_classes()
+    return {w: (table[w].name if w in table and hasattr(table[w], "name") else w) for w in wnids}
+
+
+def write_sample_hub_repo(images_root: Path, out: Path, tier: str = "tier050") -> Path:
+    """SP and AP configs (`sp`, `sp_50`, `ap`, `ap_50`) of a Hub repo folder, from `train/<wnid>/`.
+
+    SP rows: the columns of DESIGN.md "Built repo", images as `{"bytes", "path"}` holding the original
+    file bytes; AP rows: `image_a` of each pair (DESIGN.md: AP defaults to the image_a of each pair)."""
+    import datasets
+
+    wnids = sorted(p.name for p in images_root.iterdir() if p.is_dir())
+    names = _class_names(wnids)
+    sp_rows, ap_rows = [], []
+    for label, wnid in enumerate(wnids):
+        files = sorted(p for p in (images_root / wnid).iterdir() if p.is_file())
+        for rank in range(len(files) // 2):
+            a, b = files[2 * rank], files[2 * rank + 1]
+            bytes_a, bytes_b = a.read_bytes(), b.read_bytes()
+            common = dict(label=label, class_name=names[wnid], wnid=wnid, rank_in_class=rank)
+            sp_rows.append(dict(common, pair_id=f"{wnid}-{rank:04d}", file_a=f"{wnid}/{a.name}",
+                                file_b=f"{wnid}/{b.name}", sha256_a=hashlib.sha256(bytes_a).hexdigest(),
+                                sha256_b=hashlib.sha256(bytes_b).hexdigest(), tags=["background"],
+                                image_a={"bytes": bytes_a, "path": a.name},
+                                image_b={"bytes": bytes_b, "path": b.name}))
+            ap_rows.append(dict(common, image_id=f"{wnid}/{a.name}", file=f"{wnid}/{a.name}",
+                                sha256=hashlib.sha256(bytes_a).hexdigest(), image={"bytes": bytes_a, "path": a.name}))
+    string, label_feature = datasets.Value("string"), datasets.ClassLabel(names=wnids)
+    sp_features = datasets.Features(
+        pair_id=string, label=label_feature, class_name=string, wnid=string, file_a=string, file_b=string,
+        sha256_a=string, sha256_b=string, tags=datasets.List(string), rank_in_class=datasets.Value("int32"),
+        image_a=datasets.Image(), image_b=datasets.Image())
+    ap_features = datasets.Features(
+        image_id=string, label=label_feature, class_name=string, wnid=string, file=string, sha256=string,
+        rank_in_class=datasets.Value("int32"), image=datasets.Image())
+    for kind, rows, features in (("sp", sp_rows, sp_features), ("ap", ap_rows, ap_features)):
+        folder = out / kind / tier
+        folder.mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / "train-00000-of-00001.parquet"))
+    configs = "".join(
+        f"- config_name: {name}\n  data_files:\n  - split: train\n    path:\n    - {kind}/{tier}/*.parquet\n"
+        + ("  default: true\n" if name == "sp" else "")
+        for name, kind in (("sp", "sp"), ("sp_50", "sp"), ("ap", "ap"), ("ap_50", "ap")))
+    (out / "README.md").write_text(f"---\nconfigs:\n{configs}license: other\n---\n# Sample semantic pairs (test fixture)\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_repo(tmp_path_factory, sample_images) -> Path:
+    """A read-only Hub repo folder (SP and AP) of the bundled ImageNet sample: 334 pairs, 18 classes."""
+    return write_sample_hub_repo(sample_images, tmp_path_factory.mktemp("hub") / "semantic_pairs")
+
+
+@pytest.fixture(scope="session")
+def hub_repo_writer():
+    """`write_sample_hub_repo`, for tests that build a repo from other images (edge cases)."""
+    return write_sample_hub_repo
+
+
+@pytest.fixture(scope="session")
+def training_cache(tmp_path_factory) -> Path:
+    """Root of the decoded-image (`decoded/`) and `datasets` (`hf/`) caches shared by the training
+    tests, so each decode happens once per session."""
+    return tmp_path_factory.mktemp("training-cache")
