@@ -26,7 +26,7 @@ from pair_manifest.errors import UserError
 CACHE_FILE = "embeddings.sqlite"
 THUMBNAIL_SIDE = 128  # the decode size: the decision store hashes at 128 px too, so pHashes agree
 FACTS_VERSION = (f"pixels-v{pixels.FEATURE_VERSION}/windows-{duplicates.WINDOWS}x{duplicates.DESCRIPTOR_WIDTH}"
-                 f"-v1/decode-{THUMBNAIL_SIDE}")
+                 f"-v2/decode-{THUMBNAIL_SIDE}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-FEATURE_VERSION = 1  # bump when any number below changes: the cache keys vectors by it
+FEATURE_VERSION = 2  # bump when any number below changes: the cache keys vectors by it
 WORK_SIZE = 64
 TEXTURE_SCALES = (64, 32, 16)
 CENTRE_BOX = (0.25, 0.75)  # fraction of each side
@@ -53,32 +53,25 @@ def _region_masks(size: int, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return centre, context
 
 
-_MASKS = {size: _region_masks(size) for size in TEXTURE_SCALES}
-_INTERIOR_MASKS = {size: _region_masks(size, margin=1) for size in TEXTURE_SCALES}
+def _averaging(masks: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(2, P) rows that average a flattened per-pixel quantity over the centre, then the context."""
+    rows = np.stack([m.ravel() for m in masks]).astype(np.float32)
+    return rows / rows.sum(axis=1, keepdims=True)
 
 
-def _histogram(bins: np.ndarray, weights: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray:
-    return np.bincount(bins[mask], weights[mask], minlength=count)[:count] / max(1, int(mask.sum()))
+_REGIONS = _averaging(_region_masks(WORK_SIZE))
+_INTERIOR = {size: _averaging(_region_masks(size, margin=1)) for size in TEXTURE_SCALES}
 
 
-def _colour(opponent: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    pixels = opponent[mask]  # (P, 3)
-    return np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)])
-
-
-def _hue_bins(opponent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    o1, o2 = opponent[..., 0], opponent[..., 1]
-    angle = np.arctan2(o2, o1)  # [-pi, pi]
-    bins = ((angle + np.pi) * (HUE_BINS / (2 * np.pi))).astype(np.int64) % HUE_BINS
-    return bins, np.hypot(o1, o2)
-
-
-def _orientation_bins(intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _orientation_votes(intensity: np.ndarray) -> np.ndarray:
+    """(P, ORIENTATION_BINS): each interior pixel's gradient magnitude in its orientation bin."""
     gx = intensity[1:-1, 2:] - intensity[1:-1, :-2]
     gy = intensity[2:, 1:-1] - intensity[:-2, 1:-1]
     angle = np.arctan2(gy, gx) % np.pi  # unsigned orientation: an edge and its reverse are one
-    bins = (angle * (ORIENTATION_BINS / np.pi)).astype(np.int64) % ORIENTATION_BINS
-    return bins, np.hypot(gx, gy)
+    bins = (angle * (ORIENTATION_BINS / np.pi)).astype(np.int64).ravel() % ORIENTATION_BINS
+    votes = np.zeros((bins.size, ORIENTATION_BINS), dtype=np.float32)
+    votes[np.arange(bins.size), bins] = np.hypot(gx, gy).ravel()
+    return votes
 
 
 def _halve(image: np.ndarray) -> np.ndarray:
@@ -86,24 +79,32 @@ def _halve(image: np.ndarray) -> np.ndarray:
     return image.reshape(h // 2, 2, w // 2, 2, *image.shape[2:]).mean(axis=(1, 3))
 
 
+def work_image(image: Image.Image) -> Image.Image:
+    """The fixed-size RGB image every pixel statistic is computed on."""
+    size = (WORK_SIZE, WORK_SIZE)
+    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
+
+
 def region_features(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(object, context) feature vectors of one RGB image, each `FEATURE_WIDTH` float32."""
-    work = image.resize((WORK_SIZE, WORK_SIZE), Image.Resampling.BILINEAR)
-    rgb = np.asarray(work, dtype=np.float32) * (1.0 / 255.0)
-    opponent = rgb @ _OPPONENT.T
-    centre, context = _MASKS[WORK_SIZE]
-    hue, chroma = _hue_bins(opponent)
-    parts = {"centre": [], "context": []}
-    for key, mask in (("centre", centre), ("context", context)):
-        parts[key].append(_colour(opponent, mask))
-        parts[key].append(_histogram(hue, chroma, mask, HUE_BINS))
-    intensity = opponent[..., 2]
+    """(object, context) feature vectors of one RGB image, each `FEATURE_WIDTH` float32.
+
+    Every statistic is a region average of a per-pixel quantity, so one (2, P) matrix product
+    gives both regions at once."""
+    rgb = np.asarray(work_image(image), dtype=np.float32) * (1.0 / 255.0)
+    opponent = (rgb @ _OPPONENT.T).reshape(-1, 3)
+    per_pixel = np.zeros((len(opponent), 6 + HUE_BINS), dtype=np.float32)
+    per_pixel[:, :3] = opponent
+    per_pixel[:, 3:6] = opponent * opponent
+    angle = np.arctan2(opponent[:, 1], opponent[:, 0])  # hue, in [-pi, pi]
+    hue = ((angle + np.pi) * (HUE_BINS / (2 * np.pi))).astype(np.int64) % HUE_BINS
+    per_pixel[np.arange(len(opponent)), 6 + hue] = np.hypot(opponent[:, 0], opponent[:, 1])  # chroma votes
+    means = _REGIONS @ per_pixel  # (2, 14)
+    spread = np.sqrt(np.maximum(means[:, 3:6] - means[:, :3] ** 2, 0.0))
+    parts = [means[:, :3], spread, means[:, 6:]]
+    intensity = opponent[:, 2].reshape(WORK_SIZE, WORK_SIZE)
     for size in TEXTURE_SCALES:
         while intensity.shape[0] > size:
             intensity = _halve(intensity)
-        bins, magnitude = _orientation_bins(intensity)
-        inner_centre, inner_context = _INTERIOR_MASKS[size]
-        parts["centre"].append(_histogram(bins, magnitude, inner_centre, ORIENTATION_BINS))
-        parts["context"].append(_histogram(bins, magnitude, inner_context, ORIENTATION_BINS))
-    return (np.concatenate(parts["centre"]).astype(np.float32),
-            np.concatenate(parts["context"]).astype(np.float32))
+        parts.append(_INTERIOR[size] @ _orientation_votes(intensity))
+    features = np.concatenate(parts, axis=1).astype(np.float32)
+    return features[0], features[1]

@@ -1,8 +1,8 @@
 """Per-image work, run in worker processes: read the file once, hash it, decode it once.
 
 One read gives the SHA-256 and the pixels; one draft-mode decode at 128 px gives the pHash (the
-same one the decision store computes), the crop-test windows and the pixels object/context
-vectors. A network embedder's preparer decodes again at its own size (cheap next to the model).
+same one the decision store computes), and its 64x64 resize the crop-test windows and the pixels
+object/context vectors. A network embedder's preparer decodes again at its own size (cheap next to the model).
 Workers import numpy and Pillow only, never torch.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from curation_app.proposals.cache import THUMBNAIL_SIDE, EmbeddingCache, Facts
 from curation_app.proposals.duplicates import window_descriptors
-from curation_app.proposals.pixels import region_features
+from curation_app.proposals.pixels import region_features, work_image
 from pair_manifest.images import ImageReadError, open_rgb, perceptual_hash, sha256_bytes
 
 
@@ -60,8 +60,9 @@ def describe(data: bytes, name: str, preparer) -> tuple[Facts, np.ndarray]:
     """Facts and embedder input of one image's bytes (raises ImageReadError)."""
     thumbnail = open_rgb(data, name=name, max_side=THUMBNAIL_SIDE)
     phash = perceptual_hash(thumbnail)
-    centre, context = region_features(thumbnail)
-    facts = Facts(phash.value, phash.mirrored, context, window_descriptors(thumbnail))
+    work = work_image(thumbnail)  # 64x64, shared by the features and the crop-test windows
+    centre, context = region_features(work)
+    facts = Facts(phash.value, phash.mirrored, context, window_descriptors(work))
     return facts, (centre if preparer is None else preparer(data, thumbnail))
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from curation_app.proposals.cache import EmbeddingCache
 from curation_app.proposals.duplicates import CROP_SIMILARITY, crop_similarity, hash_distances
+from curation_app.proposals.embedders import Embedder
 from curation_app.proposals.output import SCHEMA, decision_source
 from curation_app.proposals.propose import propose
 from curation_app.proposals.ranking import rank_candidates
@@ -22,6 +23,8 @@ from semantic_pairs_cli.main import main
 from tests.curation_app.proposals_support import (
     PLANT_CLASSES, SUBSET, classes_csv, copy_classes, full_resolution, jpeg, plant_duplicates, read_rows, small,
 )
+
+PIXELS_KEY = Embedder().cache_key  # the cache key of the pixels vectors
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def test_crops_are_caught_by_the_window_test_not_the_phash(planted):
     try:
         wnid = PLANT_CLASSES[0]
         files = cache.class_files(wnid)
-        data, _ = cache.load("pixels/v1", wnid, files)
+        data, _ = cache.load(PIXELS_KEY, wnid, files)
     finally:
         cache.close()
     index = {f: i for i, f in enumerate(data.files)}
@@ -148,7 +151,7 @@ def test_rerun_embeds_only_new_changed_files(tmp_path, sample_images):
     assert second.reused == 49
     cache = EmbeddingCache.for_project(tmp_path / "project")
     try:
-        assert cache.count_vectors("pixels/v1") == 50 + 4
+        assert cache.count_vectors(PIXELS_KEY) == 50 + 4
         assert "n03085013/renamed.JPEG" in cache.class_files("n03085013")
         assert f"n03085013/{renamed.name}" not in cache.class_files("n03085013")  # pool follows the folder
     finally:
