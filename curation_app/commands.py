@@ -84,7 +84,8 @@ def start_app(images, project, *, classes=None, host="127.0.0.1", port=7860, use
         configure_logging(project)
         from curation_app.service import Curation
 
-        curation = Curation(images, project, selection, target=target)
+        curation = Curation(images, project, selection, target=target,
+                            protected_files=(Path(users_file),) if users_file else ())
         local = None if users else local_annotator()
         app = create_app(curation, users=users, local_user=local, users_file=Path(users_file) if users_file else None)
         who = (f"login required ({len(users.names())} users in {users_file})" if users

@@ -12,8 +12,6 @@ show a server path.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 
@@ -34,13 +32,7 @@ def _refuse(status: int, message: str) -> PlainTextResponse:
     return PlainTextResponse(message + "\n", status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def add_image_route(app: FastAPI, curation: Curation, *, never_serve: list[Path]) -> None:
-    forbidden = [p.resolve() for p in never_serve]
-
+def add_image_route(app: FastAPI, curation: Curation) -> None:
     @app.get("/img/{size}/{rest:path}", include_in_schema=False)
     def image(size: str, rest: str, request: Request) -> Response:  # noqa: ARG001 - request kept for logs
         if size not in SIZES:
@@ -63,7 +55,7 @@ def add_image_route(app: FastAPI, curation: Curation, *, never_serve: list[Path]
             log.warning("image route refused %r: %s", rest, reason)
             return _refuse(404 if reason == "no such image" else 403, f"{file_id}: {reason}")
         real = path.resolve()
-        if any(_inside(real, f) for f in forbidden):
+        if curation.catalog.protected(real):  # checked before anything opens the file
             log.warning("image route refused %r: a project or users file", rest)
             return _refuse(403, f"{file_id}: not an image of this project")
         bad = curation.work.bad_images(wnid)

@@ -63,7 +63,7 @@ def create_app(curation: Curation, *, users: UserBook | None, local_user: str | 
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     never_serve = [curation.project_dir] + ([users_file] if users_file else [])
-    add_image_route(app, curation, never_serve=never_serve)
+    add_image_route(app, curation)
     board = ProgressBoard(curation.store, target=curation.target)
     blocks = build_blocks(curation, board, local_user=None if users else local_user)
 

@@ -97,7 +97,7 @@ def sampled_pairs(ordered: list[str]):
 
 class Curation:
     def __init__(self, images_root: str | Path, project_dir: str | Path, selection: ClassSelection, *,
-                 target: int = 157, lease_seconds: float = LEASE_SECONDS):
+                 target: int = 157, lease_seconds: float = LEASE_SECONDS, protected_files: tuple[Path, ...] = ()):
         if target < 1:
             raise UserError(f"--target: {target} pairs per class; it must be at least 1")
         self.project_dir = Path(project_dir)
@@ -111,7 +111,8 @@ class Curation:
             raise UserError(f"{self.project_dir}: this project was created with another class selection "
                             f"({len(recorded)} classes); pass the same --classes, or start a new project folder")
         self.work = WorkState.for_project(project_dir, lease_seconds=lease_seconds)
-        self.catalog = Catalog(images_root, selection, self.work)
+        self.catalog = Catalog(images_root, selection, self.work, project_dir=project_dir,
+                               protected_files=protected_files)
         self.proposals = ProposalBook(project_dir)
         self.previews = Previews(self.project_dir / "cache")
         self._locks: dict[str, threading.Lock] = {}
