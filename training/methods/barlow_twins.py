@@ -23,16 +23,16 @@ from training.precision import float32_loss
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    # λ, the weight of the redundancy-reduction term: main.py --lambd 0.0051 (paper §2 / Fig. 4:
-    # "λ = 5·10^-3", the code's tuned default is 0.0051).
+    # λ, the weight of the redundancy-reduction term: main.py --lambd 0.0051 (the paper's
+    # implementation details give "λ = 5·10^-3"; the code's tuned default is 0.0051).
     lambd: float = 0.0051
     # eps of the affine-free BatchNorm1d that standardizes the embeddings (PyTorch's default 1e-5).
     bn_eps: float = 1e-5
-    # Projector "8192-8192-8192": paper §3 "three linear layers, each with 8192 output units" and
+    # Projector "8192-8192-8192": the paper's "three linear layers, each with 8192 output units" and
     # main.py --projector (Linear without bias + BN + ReLU between, last Linear without bias).
     # Tests override it with small widths.
     projector: tuple[int, ...] = (8192, 8192, 8192)
-    # Optimizer: paper §3 (Implementation details) and main.py: LARS (η = 0.001, momentum 0.9;
+    # Optimizer: the paper's implementation details and main.py: LARS (η = 0.001, momentum 0.9;
     # biases and BN parameters excluded from weight decay and from the LARS adaptation), learning
     # rate 0.2 for weights and 0.0048 for biases and BN parameters, both multiplied by batch/256,
     # weight decay 1.5e-6 (paper; main.py's default is 1e-6), 10 warm-up epochs then cosine decay

@@ -36,21 +36,21 @@ from training.precision import float32_loss
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    # Queue length K = 65536, key-encoder momentum m = 0.999, output dim 128: MoCo §4 and
+    # Queue length K = 65536, key-encoder momentum m = 0.999, output dim 128: the MoCo paper and
     # main_moco.py --moco-k 65536 --moco-m 0.999 --moco-dim 128.
     queue_size: int = 65536
     momentum_ema: float = 0.999
     dim: int = 128
-    # Temperature τ = 0.2: MoCo v2 §2 / Table 1 and the README's --moco-t 0.2.
+    # Temperature τ = 0.2: the MoCo v2 note (Table 1) and the README's --moco-t 0.2.
     temperature: float = 0.2
-    # MLP head 2048 -> 2048 (ReLU) -> 128: MoCo v2 §2 and builder.py `mlp=True`. 0 means "the
+    # MLP head 2048 -> 2048 (ReLU) -> 128: the MoCo v2 note and builder.py `mlp=True`. 0 means "the
     # backbone's feature width", as builder.py's dim_mlp.
     head_hidden: int = 0
     # 8 key chunks of 32 = the official 8-GPU shuffling-BN setting at batch 256 (README).
     # 1 disables the emulation. Ignored when the key encoder has no BatchNorm (e.g. a ViT).
     shuffle_bn_splits: int = 8
-    # Optimizer: MoCo v2 §2 and README: SGD, momentum 0.9, lr 0.03 at batch 256 (--lr 0.03
-    # --batch-size 256; linear scaling as MoCo §3.3 and main_moco.py), weight decay 1e-4, cosine
+    # Optimizer: the MoCo v2 note and README: SGD, momentum 0.9, lr 0.03 at batch 256 (--lr 0.03
+    # --batch-size 256; linearly scaled with the batch as main_moco.py's docs advise), weight decay 1e-4, cosine
     # decay to 0 (--cos), no warm-up, 200 epochs.
     optimizer: str = "sgd"
     base_lr: float = 0.03

@@ -5,7 +5,7 @@ Official code: github.com/facebookresearch/simsiam, `simsiam/builder.py` (class 
 `main_simsiam.py` (optimizer, --fix-pred-lr).
 
 Loss (paper eq. (4), Algorithm 1): D(p_a, stopgrad(z_b)) / 2 + D(p_b, stopgrad(z_a)) / 2 with D the
-negative cosine similarity. The stop-gradient is what prevents collapse (paper §4.1, Fig. 2): the
+negative cosine similarity. The stop-gradient is what prevents collapse (paper §4.1 "Stop-gradient", Fig. 2): the
 targets z are detached inside `simsiam_loss`, so no caller can forget it.
 """
 from __future__ import annotations
@@ -22,15 +22,15 @@ from training.precision import float32_loss
 @dataclass(frozen=True)
 class Hyperparameters:
     # Projector: 3 layers (Linear without bias + BN + ReLU twice, then Linear + BN without affine),
-    # hidden width = the backbone's feature width (2048 for ResNet-50), output 2048: paper §3
+    # hidden width = the backbone's feature width (2048 for ResNet-50), output 2048: paper §3 "Baseline settings",
     # "Projection MLP" and builder.py (`--dim 2048`). `projector_hidden = 0` means "the backbone's
     # feature width", as builder.py's prev_dim.
     projector_hidden: int = 0
     projector_dim: int = 2048
-    # Predictor: 2048 -> 512 (BN + ReLU) -> 2048, a bottleneck: paper §3 "Prediction MLP" and
+    # Predictor: 2048 -> 512 (BN + ReLU) -> 2048, a bottleneck: paper §3 "Baseline settings" and
     # builder.py (`--pred-dim 512`).
     predictor_hidden: int = 512
-    # Optimizer: paper §3 "Optimizer" and main_simsiam.py: SGD, momentum 0.9, lr = 0.05 x batch/256
+    # Optimizer: paper §3 "Baseline settings" and main_simsiam.py: SGD, momentum 0.9, lr = 0.05 x batch/256
     # (`--lr 0.05`, init_lr = args.lr * args.batch_size / 256), weight decay 1e-4, cosine decay,
     # no warm-up (the paper's batch is 512; warm-up is only used for its batch-4096 runs).
     # The predictor's learning rate is not decayed: paper Table 1 ("lr not decayed", 68.1% vs

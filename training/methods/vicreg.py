@@ -25,7 +25,7 @@ from training.precision import float32_loss
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    # Loss coefficients λ (invariance), μ (variance), ν (covariance): paper §4.1 "λ = μ = 25 and
+    # Loss coefficients λ (invariance), μ (variance), ν (covariance): the paper's implementation details "λ = μ = 25 and
     # ν = 1"; main_vicreg.py --sim-coeff 25 --std-coeff 25 --cov-coeff 1.
     sim_coeff: float = 25.0
     std_coeff: float = 25.0
@@ -33,10 +33,10 @@ class Hyperparameters:
     # ε inside sqrt(Var + ε) of the variance hinge: main_vicreg.py `torch.sqrt(x.var(dim=0) + 0.0001)`
     # (paper eq. (1) writes ε = 0.0001 as well).
     variance_eps: float = 1e-4
-    # Expander "8192-8192-8192": paper §4.1 and main_vicreg.py --mlp (Linear+BN+ReLU between
+    # Expander "8192-8192-8192": the paper and main_vicreg.py --mlp (Linear+BN+ReLU between
     # layers, last Linear without bias). Tests override it with small widths.
     projector: tuple[int, ...] = (8192, 8192, 8192)
-    # Optimizer: paper §4.1 / appendix C and main_vicreg.py: LARS (η = 0.001, momentum 0.9, biases
+    # Optimizer: the paper's implementation details and main_vicreg.py: LARS (η = 0.001, momentum 0.9, biases
     # and norm parameters excluded from weight decay and from the LARS adaptation), base lr 0.2
     # scaled by batch/256 (`--base-lr 0.2`, lr = base_lr * batch_size / 256), weight decay 1e-6
     # (`--wd 1e-6`), 10 warm-up epochs then cosine decay to 0.001 x the peak
