@@ -65,6 +65,10 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from checkpoints/last.pt")
     p.set_defaults(handler=_train)
 
+    from training.eval.commands import register_eval  # argparse-only module (issue 7: evaluation)
+
+    register_eval(subparsers)
+
 
 def _train(args) -> int:
     import json
