@@ -107,11 +107,11 @@ def publish_release(repo_dir: str | Path, repo_id: str, *, private: bool = False
         raise UserError(f"--repo-id: '{repo_id}' is not of the form ORG/NAME")
     if gated not in (None, "manual", "auto"):
         raise UserError(f"--gated: '{gated}' is not one of manual, auto")
-    folder = Path(repo_dir)
-    local = local_release_files(folder, manifest_only=manifest_only)
     token = get_token()
     if not token:
         raise UserError("no Hugging Face token found: run `hf auth login` or set HF_TOKEN (it is never printed)")
+    folder = Path(repo_dir)
+    local = local_release_files(folder, manifest_only=manifest_only)
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)

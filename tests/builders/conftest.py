@@ -35,6 +35,30 @@ def run_cli(*args, env: dict | None = None, cwd: Path | None = None, check: bool
     return result
 
 
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args) -> CliResult:
+    """`semantic-pairs ARGS` in this process (the real parser and handlers, without the few
+    seconds a fresh interpreter spends importing pyarrow and datasets)."""
+    import contextlib
+    import io
+
+    from semantic_pairs_cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse errors
+            code = exit_.code if isinstance(exit_.code, int) else 2
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
 def with_comment(data: bytes, text: str) -> bytes:
     """The same JPEG with a COM segment after SOI: other bytes, identical pixels."""
     assert data[:2] == b"\xff\xd8", "not a JPEG"

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.builders.conftest import GROWN_CLASS, PAIRS_PER_CLASS, TAGS, run_cli, tree_bytes
+from tests.builders.conftest import GROWN_CLASS, PAIRS_PER_CLASS, TAGS, cli, tree_bytes
 
 CONFIGS = ("sp", "sp_100", "sp_50", "ap", "ap_100", "ap_50", "sp_manifest", "ap_manifest")
 
@@ -23,11 +23,13 @@ def expected_rows(inputs, config: str) -> int:
 
 
 def test_verify_passes_against_manifest_and_images(built_release, release_inputs):
-    result = run_cli("verify", built_release, "--manifest", release_inputs.manifest, "--images", release_inputs.images)
+    result = cli("verify", built_release, "--manifest", release_inputs.manifest, "--images", release_inputs.images)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verified" in result.stdout
     for config in CONFIGS:
         assert f"{config} {expected_rows(release_inputs, config)}" in result.stdout
+    pairs = expected_rows(release_inputs, "sp")
+    assert f"{3 * pairs} embedded images hashed and decoded" in result.stdout  # sp: 2 per pair; ap: 1
 
 
 def test_every_config_loads_with_original_bytes_and_right_counts(built_release, release_inputs, tmp_path):
@@ -128,8 +130,9 @@ def test_card_documents_the_build(built_release, release_inputs):
 
 def test_build_is_byte_identical_twice_and_across_worker_counts(built_release, release_inputs, tmp_path):
     again = tmp_path / "again"
-    run_cli("build", "--manifest", release_inputs.manifest, "--images", release_inputs.images, "--out", again,
-            "--pairs-per-class", PAIRS_PER_CLASS, "--allow-short", "--workers", "1", check=True)
+    result = cli("build", "--manifest", release_inputs.manifest, "--images", release_inputs.images, "--out", again,
+                 "--pairs-per-class", PAIRS_PER_CLASS, "--allow-short", "--workers", "1")
+    assert result.returncode == 0, result.stderr
     assert tree_bytes(again) == tree_bytes(built_release)
 
 

@@ -222,6 +222,7 @@ def is_lfs_path(path: str, sample: bytes) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms delayed-ACK stalls
     hub: LoopbackHub
 
     def log_message(self, format, *args):  # noqa: A002 - keep pytest output clean
