@@ -28,6 +28,7 @@ class DistContext:
     local_rank: int
     device: torch.device
     backend: str | None  # None: a single process, no process group
+    owns_group: bool = False  # setup() created the process group, so teardown() destroys it
 
     @property
     def is_main(self) -> bool:
@@ -51,16 +52,20 @@ def setup(device: str = "auto") -> DistContext:
         torch.cuda.set_device(torch_device)
     else:
         torch_device = torch.device("cpu")
-    backend = None
+    backend, owns = None, False
     if world_size > 1:
-        backend = "nccl" if use_cuda else "gloo"
-        if not dist.is_initialized():
+        if dist.is_initialized():  # created by the caller (e.g. several runs in one process): reuse it
+            backend = dist.get_backend()
+        else:
+            backend, owns = ("nccl" if use_cuda else "gloo"), True
             dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
-    return DistContext(rank, world_size, local_rank, torch_device, backend)
+    return DistContext(rank, world_size, local_rank, torch_device, backend, owns)
 
 
-def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
+def teardown(ctx: DistContext) -> None:
+    """Destroy the process group if `setup` made it (a group is never re-created in one process:
+    a second rendezvous on torchrun's store can read the first one's stale addresses)."""
+    if ctx.owns_group and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -89,6 +89,9 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         self.precision = precision
 
+        module = method_module(cfg.method)  # options first: refuse bad ones before a long decode
+        self.hp_overrides = parse_hp_overrides(module.Hyperparameters, cfg.hp)
+        self.hp = build_hyperparameters(module.Hyperparameters, self.hp_overrides)
         if self.main and not cfg.resume:
             self.run.prepare_new()
         distributed.barrier()
@@ -107,9 +110,6 @@ class Trainer:
         self.stop_step = min(cfg.steps or self.total_steps, self.total_steps)
         self.checkpoint_every = cfg.checkpoint_every or max(1, 10 * self.steps_per_epoch)
 
-        module = method_module(cfg.method)
-        self.hp_overrides = parse_hp_overrides(module.Hyperparameters, cfg.hp)
-        self.hp = build_hyperparameters(module.Hyperparameters, self.hp_overrides)
         self.spec = BackboneSpec(cfg.backbone, cfg.stem, cfg.resolution)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         try:
@@ -337,4 +337,4 @@ def train(cfg: TrainConfig, on_gradients=None) -> dict:
         trainer.setup()
         return trainer.run_steps()
     finally:
-        distributed.teardown()
+        distributed.teardown(ctx)

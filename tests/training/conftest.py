@@ -84,3 +84,15 @@ def training_cache(tmp_path_factory) -> Path:
     """Root of the decoded-image (`decoded/`) and `datasets` (`hf/`) caches shared by the training
     tests, so each decode happens once per session."""
     return tmp_path_factory.mktemp("training-cache")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: the test machine's 2 cores are shared, and two spinning threads per process
+    under contention made steps ~10x slower. Subprocesses get OMP_NUM_THREADS=1 likewise."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data.decode import decode_chunk
-from training.data.source import Rows, Source, fingerprint, open_rows, resolve_source
+from training.data.source import Rows, Source, datasets_progress, fingerprint, open_rows, resolve_source
 from training.errors import TrainingError
 
 CACHE_FORMAT = 1
@@ -140,6 +140,11 @@ def load_dataset(repo_or_dir: str, config: str, resolution: int = 64, cache_dir:
                  workers: int | None = None, hf_cache_dir: str | None = None,
                  progress: bool = True) -> DecodedDataset:
     """The decoded training set of `config` at `resolution`, decoding it once if no cache exists."""
+    with datasets_progress(progress):
+        return _load(repo_or_dir, config, resolution, cache_dir, workers, hf_cache_dir, progress)
+
+
+def _load(repo_or_dir, config, resolution, cache_dir, workers, hf_cache_dir, progress) -> DecodedDataset:
     if not isinstance(resolution, int) or not 8 <= resolution <= 1024:
         raise TrainingError(f"--resolution {resolution}: must be an integer between 8 and 1024")
     source = resolve_source(repo_or_dir, config)

@@ -17,6 +17,7 @@ Arrow cache is then rebuilt too (`force_redownload`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -82,6 +83,21 @@ def _load_kwargs(source: Source, hf_cache_dir: str | None) -> tuple[tuple, dict]
     if source.config == FOLDER_CONFIG:
         return (source.location,), dict(cache_dir=hf_cache_dir)
     return (source.location, source.config), dict(cache_dir=hf_cache_dir)
+
+
+@contextlib.contextmanager
+def datasets_progress(enabled: bool):
+    """Turn the `datasets` progress bars off for a quiet run (--no-progress), then restore them."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    if not enabled:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled and not enabled:
+            datasets.enable_progress_bars()
 
 
 def _dataset_error(source: Source, error: Exception) -> TrainingError:
