@@ -80,7 +80,7 @@ class ProposalBook:
     def __init__(self, project_dir: str | Path):
         self.path = Path(project_dir) / PROPOSALS_FILE
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._by_class: dict[str, list[Proposal]] = {}
         self._scores: dict[str, dict[tuple[str, str], float]] = {}
         self.refresh(strict=True)
@@ -94,7 +94,7 @@ class ProposalBook:
             except FileNotFoundError:
                 self._stamp, self._by_class, self._scores = None, {}, {}
                 return
-            stamp = (stat.st_mtime_ns, stat.st_size)
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)  # files are replaced, never rewritten in place
             if stamp == self._stamp:
                 return
             try:

@@ -127,7 +127,7 @@ class UserBook:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._accounts: dict[str, Account] = {}
         self._dummy = make_account("nobody", os.urandom(12).hex())
         self.reload()
@@ -137,8 +137,8 @@ class UserBook:
     def reload(self) -> None:
         with self._lock:
             stat = self.path.stat() if self.path.exists() else None
-            stamp = (stat.st_mtime_ns, stat.st_size) if stat else None
-            if stamp != self._stamp:
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
+            if stamp is None or stamp != self._stamp:  # a missing file is an error, not "no users"
                 self._accounts = read_accounts(self.path)
                 self._stamp = stamp
 

@@ -1,0 +1,59 @@
+"""Annotator accounts: salted scrypt hashes, `users add` reading the password from stdin, and a
+users file that is changed while the server runs."""
+from __future__ import annotations
+
+import stat
+import subprocess
+
+import pytest
+
+from pair_manifest.errors import UserError
+from tests.curation_app.app_server import CLI
+
+from curation_app.users import UserBook, add_user, read_accounts
+
+
+def test_users_add_from_stdin_stores_a_salted_hash_only(tmp_path):
+    users = tmp_path / "users"
+    for name, password in (("alice", "correct horse"), ("bob", "correct horse")):
+        result = subprocess.run([str(CLI), "users", "add", "--users", str(users), name], input=password + "\n",
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and result.stdout.strip() == f"added user {name} in {users}"
+    text = users.read_text()
+    assert "correct horse" not in text
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    accounts = read_accounts(users)
+    assert accounts["alice"].log2_n == 17  # the OWASP scrypt minimum, N = 2^17
+    assert accounts["alice"].salt != accounts["bob"].salt and accounts["alice"].digest != accounts["bob"].digest
+    book = UserBook(users)
+    assert book.verify("alice", "correct horse") and not book.verify("alice", "correct horse!")
+    assert not book.verify("carol", "correct horse")
+
+
+def test_users_add_refuses_bad_names_and_short_passwords(tmp_path):
+    for argv, stdin, message in ((["bad name"], "long enough pw\n", "user name 'bad name'"),
+                                 (["alice"], "short\n", "at least 8 characters")):
+        result = subprocess.run([str(CLI), "users", "add", "--users", str(tmp_path / "users"), *argv], input=stdin,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "users").exists()
+
+
+def test_a_changed_password_and_a_new_user_are_seen_by_a_running_server(tmp_path):
+    users = tmp_path / "users"
+    add_user(users, "alice", "first password", log2_n=12)
+    book = UserBook(users)
+    assert book.verify("alice", "first password")
+    assert add_user(users, "alice", "second password", log2_n=12) == "updated"
+    add_user(users, "dora", "dora's password", log2_n=12)
+    assert not book.verify("alice", "first password") and book.verify("alice", "second password")
+    assert book.verify("dora", "dora's password") and book.names() == ["alice", "dora"]
+
+
+def test_a_malformed_users_file_names_the_line(tmp_path):
+    users = tmp_path / "users"
+    users.write_text("# annotators\nalice:scrypt:17:8:1:AAAA:BBBB\nbob:plain:secret\n")
+    with pytest.raises(UserError, match=r"users line 2: malformed user entry"):
+        read_accounts(users)
+    with pytest.raises(UserError, match="users file not found"):
+        UserBook(tmp_path / "missing")
