@@ -127,7 +127,9 @@ def test_simsiam_loss_matches_reference_and_stops_the_gradient():
     pa, pb, za, zb = (rand(6, 5, seed=s).requires_grad_() for s in (6, 7, 8, 9))
     p_a, p_b, z_a, z_b = rows(pa.detach()), rows(pb.detach()), rows(za.detach()), rows(zb.detach())
     cos = lambda u, v: dot(u, v) / (norm(u) * norm(v))  # noqa: E731
-    expected = -(mean([cos(p_a[i], z_b[i]) for i in range(6)]) + mean([cos(p_b[i], z_a[i]) for i in range(6)])) / 2
+    d_ab = -mean([cos(p_a[i], z_b[i]) for i in range(6)])
+    d_ba = -mean([cos(p_b[i], z_a[i]) for i in range(6)])
+    expected = (d_ab + d_ba) / 2
     got = simsiam.simsiam_loss(pa, pb, za, zb)
     assert got.item() == pytest.approx(expected, **TOL)
     got.backward()
@@ -210,7 +212,8 @@ def test_swav_loss_matches_float64_reference_with_and_without_a_queue():
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(swav_reference(rows(sa), rows(sb), 0.1, 0.05, 3), **TOL)
     with_queue = swav.swav_loss(sa, sb, 0.1, 0.05, 3, qa, qb)
-    assert with_queue.item() == pytest.approx(swav_reference(rows(sa), rows(sb), 0.1, 0.05, 3, rows(qa), rows(qb)), **TOL)
+    expected = swav_reference(rows(sa), rows(sb), 0.1, 0.05, 3, rows(qa), rows(qb))
+    assert with_queue.item() == pytest.approx(expected, **TOL)
     assert abs(with_queue.item() - got.item()) > 1e-4  # the queue really changes the codes
 
 
@@ -242,7 +245,8 @@ def test_dino_loss_matches_float64_reference():
     expected = dino_reference(rows(s_a), rows(s_b), rows(t_a), rows(t_b), center.tolist(), 0.1, 0.04)
     assert got.item() == pytest.approx(expected, **TOL)
     # the teacher temperature may be a 0-d tensor (the method's warm-up buffer)
-    assert dino.dino_loss(s_a, s_b, t_a, t_b, center, 0.1, torch.tensor(0.04)).item() == pytest.approx(expected, **TOL)
+    with_tensor = dino.dino_loss(s_a, s_b, t_a, t_b, center, 0.1, torch.tensor(0.04))
+    assert with_tensor.item() == pytest.approx(expected, **TOL)
 
 
 # ------------------------------------------------------------------------------ float32 under bf16

@@ -73,7 +73,8 @@ def random_views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     for image in x:
         side = int(torch.randint(20, SIZE + 1, (1,), generator=generator))
         top, left = (int(v) for v in torch.randint(0, SIZE - side + 1, (2,), generator=generator))
-        view = F.interpolate(image[None, :, top:top + side, left:left + side], size=SIZE, mode="bilinear", align_corners=False)
+        crop = image[None, :, top:top + side, left:left + side]
+        view = F.interpolate(crop, size=SIZE, mode="bilinear", align_corners=False)
         out.append(view.flip(3) if torch.rand(1, generator=generator) < 0.5 else view)
     return torch.cat(out)
 
@@ -123,7 +124,8 @@ def test_method_learns_on_real_photos_without_collapse(name, images):
     # The evaluated network: the teacher for DINO, the online (query) encoder for MoCo, else the backbone.
     if name == "dino":
         assert method.eval_backbone() is method.teacher_backbone and method.eval_backbone() is not backbone
-        differs = any(not torch.equal(t, s) for t, s in zip(method.teacher_backbone.parameters(), backbone.parameters()))
+        pairs = zip(method.teacher_backbone.parameters(), backbone.parameters())
+        differs = any(not torch.equal(t, s) for t, s in pairs)
         assert differs  # after training the choice matters
     elif name == "mocov2":
         assert method.eval_backbone() is backbone and method.eval_backbone() is not method.key_backbone
@@ -198,7 +200,8 @@ def test_dino_freezes_its_last_layer_during_the_first_epoch_and_resumes_the_sche
     method(images[:8], images[8:16]).backward()
     assert method.head.last_layer_v.grad is not None
     # The schedule position survives a checkpoint: a fresh method loading the state is past the freeze.
-    restored, _ = build("dino", seed=1, freeze_last_layer=0.1, teacher_temp_start=0.04, teacher_temp=0.07, teacher_temp_warmup=0.1)
+    restored, _ = build("dino", seed=1, freeze_last_layer=0.1, teacher_temp_start=0.04, teacher_temp=0.07,
+                        teacher_temp_warmup=0.1)
     restored.load_state_dict(method.state_dict())
     assert restored.teacher_temp.item() == pytest.approx(0.07)
     restored(images[:8], images[8:16]).backward()

@@ -57,13 +57,17 @@ class Hyperparameters:
 
 
 @float32_loss
-def barlow_twins_loss(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.0051, bn_eps: float = 1e-5) -> torch.Tensor:
+def barlow_twins_loss(
+    z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.0051, bn_eps: float = 1e-5
+) -> torch.Tensor:
     """Σ_i (1 - C_ii)^2 + λ Σ_{i≠j} C_ij^2 with C the batch cross-correlation, in float32.
 
     z_a, z_b: (N, D) projector outputs of the two views, N >= 2.
     """
     if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"z_a and z_b must be (N, D) of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"z_a and z_b must be (N, D) of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
     if z_a.shape[0] < 2:
         raise ValueError(f"the batch needs at least 2 rows to standardize, got {z_a.shape[0]}")
     if bn_eps <= 0:
@@ -78,11 +82,13 @@ def barlow_twins_loss(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.005
 
 
 def build_projector(in_dim: int, widths: tuple[int, ...]) -> nn.Sequential:
-    """main.py's projector: (Linear without bias, BatchNorm1d, ReLU) between layers, last Linear without bias."""
+    """main.py's projector: (Linear without bias, BatchNorm1d, ReLU) between layers, then a Linear
+    without bias."""
     dims = [in_dim, *widths]
     layers: list[nn.Module] = []
     for i in range(len(dims) - 2):
-        layers += [nn.Linear(dims[i], dims[i + 1], bias=False), nn.BatchNorm1d(dims[i + 1]), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(dims[i], dims[i + 1], bias=False), nn.BatchNorm1d(dims[i + 1]),
+                   nn.ReLU(inplace=True)]
     layers.append(nn.Linear(dims[-2], dims[-1], bias=False))
     return nn.Sequential(*layers)
 
@@ -100,9 +106,12 @@ class Method(nn.Module):
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(f"view_a and view_b must be (N, C, H, W) batches of one shape, got {tuple(view_a.shape)} and {tuple(view_b.shape)}")
+            raise ValueError(
+                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
+                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
+            )
         if view_a.shape[0] < 2:
-            raise ValueError(f"Barlow Twins needs at least 2 images per batch to standardize, got {view_a.shape[0]}")
+            raise ValueError(f"Barlow Twins needs 2 or more images per batch, got {view_a.shape[0]}")
         # Two passes, as main.py: each branch's BatchNorm sees its own view's statistics.
         z_a = self.projector(self.backbone(view_a))  # (N, D)
         z_b = self.projector(self.backbone(view_b))

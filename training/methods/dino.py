@@ -92,13 +92,15 @@ class Hyperparameters:
     def weight_decay_at(self, progress: float) -> float:
         """main_dino.py's per-iteration cosine schedule from weight_decay to weight_decay_end."""
         progress = min(max(progress, 0.0), 1.0)
-        return self.weight_decay_end + 0.5 * (self.weight_decay - self.weight_decay_end) * (1 + math.cos(math.pi * progress))
+        start, end = self.weight_decay, self.weight_decay_end
+        return end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress))
 
     def teacher_temp_at(self, progress: float) -> float:
         """Linear warm-up from teacher_temp_start to teacher_temp over the first teacher_temp_warmup."""
         if self.teacher_temp_warmup <= 0 or progress >= self.teacher_temp_warmup:
             return self.teacher_temp
-        return self.teacher_temp_start + (self.teacher_temp - self.teacher_temp_start) * progress / self.teacher_temp_warmup
+        start, end = self.teacher_temp_start, self.teacher_temp
+        return start + (end - start) * progress / self.teacher_temp_warmup
 
 
 # The README's ResNet-50 command: "--optimizer sgd --lr 0.03 --weight_decay 1e-4 --weight_decay_end 1e-4"
@@ -140,7 +142,8 @@ class DINOHead(nn.Module):
     The last layer is w = g · v / ‖v‖ row-wise (nn.utils.weight_norm with dim=0), written out so the
     EMA and the freezing see two plain parameters; its output is computed in float32 (logits)."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int, bottleneck: int, layers: int, norm_last_layer: bool):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, bottleneck: int, layers: int,
+                 norm_last_layer: bool):
         super().__init__()
         dims = [in_dim] + [hidden] * (layers - 1) + [bottleneck]
         mlp: list[nn.Module] = []
@@ -153,7 +156,8 @@ class DINOHead(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
-        self.last_layer_v = nn.Parameter(nn.Linear(bottleneck, out_dim, bias=False).weight.detach().clone())  # (K, B)
+        # (K, bottleneck), nn.Linear's default initialization as in DINOHead
+        self.last_layer_v = nn.Parameter(nn.Linear(bottleneck, out_dim, bias=False).weight.detach().clone())
         self.last_layer_g = nn.Parameter(torch.ones(out_dim, 1), requires_grad=not norm_last_layer)
 
     def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
@@ -176,7 +180,8 @@ class Method(nn.Module):
         super().__init__()
         self.hp = hp
         self.backbone = backbone
-        self.head = DINOHead(feature_dim, hp.out_dim, hp.head_hidden, hp.head_bottleneck, hp.head_layers, hp.norm_last_layer)
+        self.head = DINOHead(feature_dim, hp.out_dim, hp.head_hidden, hp.head_bottleneck, hp.head_layers,
+                             hp.norm_last_layer)
         # The teacher starts as a copy of the student (main_dino.py load_state_dict) and gets no gradient.
         self.teacher_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.teacher_head = copy.deepcopy(self.head).requires_grad_(False)
@@ -188,7 +193,10 @@ class Method(nn.Module):
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(f"view_a and view_b must be (N, C, H, W) batches of one shape, got {tuple(view_a.shape)} and {tuple(view_b.shape)}")
+            raise ValueError(
+                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
+                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
+            )
         both = torch.cat([view_a, view_b])  # (2N, C, H, W): main_dino.py runs the global crops together
         student = self.head(self.backbone(both), freeze_last_layer=self._freeze_last_layer)  # (2N, K)
         with torch.no_grad():
@@ -201,13 +209,13 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def _update_center(self, teacher: torch.Tensor) -> None:
-        """center ← m·center + (1 - m)·mean of the teacher outputs over the global batch (DINOLoss.update_center)."""
+        """center ← m·center + (1 - m)·mean teacher output, global batch (DINOLoss.update_center)."""
         batch_center = all_reduce_mean_(teacher.float().mean(dim=0, keepdim=True))
         self.center.mul_(self.hp.center_momentum).add_(batch_center, alpha=1 - self.hp.center_momentum)
 
     @torch.no_grad()
     def update_targets(self, progress: float) -> None:
-        """Teacher EMA with the cosine momentum at `progress`; next step's teacher temperature and freezing."""
+        """Teacher EMA with the cosine momentum at `progress`; the next step's temperature and freezing."""
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress: must be in [0, 1], got {progress}")
         momentum = cosine_momentum(self.hp.teacher_momentum, progress)

@@ -50,8 +50,8 @@ class Hyperparameters:
     # 1 disables the emulation. Ignored when the key encoder has no BatchNorm (e.g. a ViT).
     shuffle_bn_splits: int = 8
     # Optimizer: the MoCo v2 note and README: SGD, momentum 0.9, lr 0.03 at batch 256 (--lr 0.03
-    # --batch-size 256; linearly scaled with the batch as main_moco.py's docs advise), weight decay 1e-4, cosine
-    # decay to 0 (--cos), no warm-up, 200 epochs.
+    # --batch-size 256, scaled linearly with the batch), weight decay 1e-4, cosine decay to 0
+    # (--cos), no warm-up, 200 epochs.
     optimizer: str = "sgd"
     base_lr: float = 0.03
     weight_decay: float = 1e-4
@@ -72,14 +72,18 @@ class Hyperparameters:
 
 
 @float32_loss
-def mocov2_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+def mocov2_loss(
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2
+) -> torch.Tensor:
     """InfoNCE: -log( exp(q·k+/τ) / (exp(q·k+/τ) + Σ_j exp(q·n_j/τ)) ), batch-averaged, in float32.
 
     q: (N, D) queries; k: (N, D) their positive keys (both L2-normalized here; k is detached);
     queue: (K, D) negatives, rows already L2-normalized.
     """
     if q.ndim != 2 or q.shape != k.shape:
-        raise ValueError(f"q and k must be (N, D) of the same shape, got {tuple(q.shape)} and {tuple(k.shape)}")
+        raise ValueError(
+            f"q and k must be (N, D) of the same shape, got {tuple(q.shape)} and {tuple(k.shape)}"
+        )
     if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(f"queue must be (K, {q.shape[1]}), got {tuple(queue.shape)}")
     if temperature <= 0:
@@ -139,9 +143,13 @@ class Method(nn.Module):
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(f"view_a and view_b must be (N, C, H, W) batches of one shape, got {tuple(view_a.shape)} and {tuple(view_b.shape)}")
+            raise ValueError(
+                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
+                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
+            )
         if view_a.shape[0] * world_size() > self.queue.shape[0]:
-            raise ValueError(f"queue_size {self.queue.shape[0]} is smaller than the global batch {view_a.shape[0] * world_size()}")
+            size, batch = self.queue.shape[0], view_a.shape[0] * world_size()
+            raise ValueError(f"queue_size {size} is smaller than the global batch {batch}")
         q = self.head(self.backbone(view_a))  # (N, D) queries
         k = F.normalize(self._keys(view_b).float(), dim=1)  # (N, D) positive keys, no gradient
         loss = mocov2_loss(q, k, self.queue.clone(), self.hp.temperature)
@@ -151,7 +159,7 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def update_targets(self, progress: float) -> None:
-        """key ← m·key + (1 - m)·query with the constant m = 0.999 (builder.py _momentum_update_key_encoder)."""
+        """key ← m·key + (1 - m)·query, constant m = 0.999 (builder.py _momentum_update_key_encoder)."""
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress: must be in [0, 1], got {progress}")
         ema_update_(self.key_backbone, self.backbone, self.hp.momentum_ema)

@@ -5,8 +5,8 @@ Official code: github.com/facebookresearch/simsiam, `simsiam/builder.py` (class 
 `main_simsiam.py` (optimizer, --fix-pred-lr).
 
 Loss (paper eq. (4), Algorithm 1): D(p_a, stopgrad(z_b)) / 2 + D(p_b, stopgrad(z_a)) / 2 with D the
-negative cosine similarity. The stop-gradient is what prevents collapse (paper §4.1 "Stop-gradient", Fig. 2): the
-targets z are detached inside `simsiam_loss`, so no caller can forget it.
+negative cosine similarity. The stop-gradient is what prevents collapse (paper §4.1
+"Stop-gradient", Fig. 2): the targets z are detached inside `simsiam_loss`, so no caller can forget it.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from training.precision import float32_loss
 @dataclass(frozen=True)
 class Hyperparameters:
     # Projector: 3 layers (Linear without bias + BN + ReLU twice, then Linear + BN without affine),
-    # hidden width = the backbone's feature width (2048 for ResNet-50), output 2048: paper §3 "Baseline settings",
-    # "Projection MLP" and builder.py (`--dim 2048`). `projector_hidden = 0` means "the backbone's
-    # feature width", as builder.py's prev_dim.
+    # hidden width = the backbone's feature width (2048 for ResNet-50), output 2048: paper §3
+    # "Baseline settings" and builder.py (`--dim 2048`). `projector_hidden = 0` means "the
+    # backbone's feature width", as builder.py's prev_dim.
     projector_hidden: int = 0
     projector_dim: int = 2048
     # Predictor: 2048 -> 512 (BN + ReLU) -> 2048, a bottleneck: paper §3 "Baseline settings" and
@@ -60,9 +60,12 @@ def simsiam_loss(p_a: torch.Tensor, p_b: torch.Tensor, z_a: torch.Tensor, z_b: t
     """
     shapes = {tuple(t.shape) for t in (p_a, p_b, z_a, z_b)}
     if len(shapes) != 1 or p_a.ndim != 2:
-        raise ValueError(f"p_a, p_b, z_a, z_b must be (N, D) of one shape, got {[tuple(t.shape) for t in (p_a, p_b, z_a, z_b)]}")
+        got = [tuple(t.shape) for t in (p_a, p_b, z_a, z_b)]
+        raise ValueError(f"p_a, p_b, z_a, z_b must be (N, D) of one shape, got {got}")
     z_a, z_b = z_a.detach(), z_b.detach()  # the stop-gradient
-    return -(F.cosine_similarity(p_a, z_b, dim=-1).mean() + F.cosine_similarity(p_b, z_a, dim=-1).mean()) * 0.5
+    d_ab = -F.cosine_similarity(p_a, z_b, dim=-1).mean()  # D(p_a, z_b)
+    d_ba = -F.cosine_similarity(p_b, z_a, dim=-1).mean()
+    return 0.5 * d_ab + 0.5 * d_ba
 
 
 def build_projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -96,9 +99,12 @@ class Method(nn.Module):
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(f"view_a and view_b must be (N, C, H, W) batches of one shape, got {tuple(view_a.shape)} and {tuple(view_b.shape)}")
+            raise ValueError(
+                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
+                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
+            )
         if view_a.shape[0] < 2:
-            raise ValueError(f"SimSiam's BatchNorm layers need at least 2 images per batch, got {view_a.shape[0]}")
+            raise ValueError(f"SimSiam's BatchNorm needs 2 or more images per batch, got {view_a.shape[0]}")
         # Two passes, as builder.py: each branch's BatchNorm sees its own view's statistics.
         z_a = self.projector(self.backbone(view_a))  # (N, D)
         z_b = self.projector(self.backbone(view_b))

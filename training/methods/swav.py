@@ -75,7 +75,7 @@ class Hyperparameters:
             raise ValueError("projector_hidden, projector_dim, prototypes must be > 0 and queue_length >= 0")
         for name in ("queue_start", "freeze_prototypes"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: a fraction of training, must be in [0, 1], got {getattr(self, name)}")
+                raise ValueError(f"{name}: a fraction of training in [0, 1], got {getattr(self, name)}")
 
 
 def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
@@ -125,7 +125,10 @@ def swav_loss(
     queue_scores_* (M, K) of past embeddings.
     """
     if scores_a.ndim != 2 or scores_a.shape != scores_b.shape:
-        raise ValueError(f"scores_a and scores_b must be (N, K) of the same shape, got {tuple(scores_a.shape)} and {tuple(scores_b.shape)}")
+        raise ValueError(
+            "scores_a and scores_b must be (N, K) of the same shape, got "
+            f"{tuple(scores_a.shape)} and {tuple(scores_b.shape)}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature: must be > 0, got {temperature}")
     n = scores_a.shape[0]
@@ -144,7 +147,8 @@ def swav_loss(
 
 def build_projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """src/resnet50.py projection_head: Linear -> BatchNorm1d -> ReLU -> Linear."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, out_dim))
 
 
 class Method(nn.Module):
@@ -160,7 +164,8 @@ class Method(nn.Module):
         self.backbone = backbone
         self.projector = build_projector(feature_dim, hp.projector_hidden, hp.projector_dim)
         self.prototypes = nn.Linear(hp.projector_dim, hp.prototypes, bias=False)
-        self.register_buffer("queue", torch.zeros(2, hp.queue_length // world_size(), hp.projector_dim))  # (crop, M, D)
+        # (crop, M, D): past embeddings of each crop, newest first
+        self.register_buffer("queue", torch.zeros(2, hp.queue_length // world_size(), hp.projector_dim))
         self._normalize_prototypes()
         # Plain flags, read by forward and changed by update_targets only a few times per run (a
         # compiled step recompiles when one flips, never every step).
@@ -175,7 +180,10 @@ class Method(nn.Module):
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(f"view_a and view_b must be (N, C, H, W) batches of one shape, got {tuple(view_a.shape)} and {tuple(view_b.shape)}")
+            raise ValueError(
+                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
+                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
+            )
         n = view_a.shape[0]
         if self._fill_queue and n > self.queue.shape[1]:
             raise ValueError(f"queue_length per rank {self.queue.shape[1]} is smaller than the batch {n}")
@@ -189,10 +197,12 @@ class Method(nn.Module):
             queued = (None, None)
             if self._use_queue:
                 queued = tuple(self.queue[i].float() @ weight.detach().T for i in range(2))
-        loss = swav_loss(scores_a, scores_b, self.hp.temperature, self.hp.epsilon, self.hp.sinkhorn_iterations, *queued)
+        hp = self.hp
+        loss = swav_loss(scores_a, scores_b, hp.temperature, hp.epsilon, hp.sinkhorn_iterations, *queued)
         if self._fill_queue:
             with torch.no_grad():  # newest first, as main_swav.py: queue[i, bs:] = queue[i, :-bs]
-                self.queue.copy_(torch.cat([z.detach().view(2, n, -1).to(self.queue.dtype), self.queue[:, : self.queue.shape[1] - n]], dim=1))
+                newest = z.detach().view(2, n, -1).to(self.queue.dtype)
+                self.queue.copy_(torch.cat([newest, self.queue[:, : self.queue.shape[1] - n]], dim=1))
         return loss
 
     @torch.no_grad()

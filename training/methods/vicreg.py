@@ -25,8 +25,8 @@ from training.precision import float32_loss
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    # Loss coefficients λ (invariance), μ (variance), ν (covariance): the paper's implementation details "λ = μ = 25 and
-    # ν = 1"; main_vicreg.py --sim-coeff 25 --std-coeff 25 --cov-coeff 1.
+    # Loss coefficients λ (invariance), μ (variance), ν (covariance): the paper's implementation
+    # details "λ = μ = 25 and ν = 1"; main_vicreg.py --sim-coeff 25 --std-coeff 25 --cov-coeff 1.
     sim_coeff: float = 25.0
     std_coeff: float = 25.0
     cov_coeff: float = 1.0
@@ -78,7 +78,9 @@ def vicreg_loss(
     sum of squared off-diagonal covariance entries divided by D.
     """
     if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"z_a and z_b must be (N, D) of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"z_a and z_b must be (N, D) of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
     if z_a.shape[0] < 2:
         raise ValueError(f"the batch needs at least 2 rows for a variance, got {z_a.shape[0]}")
     if variance_eps <= 0:
@@ -109,9 +111,12 @@ def build_projector(in_dim: int, widths: tuple[int, ...]) -> nn.Sequential:
 
 def _check_views(view_a: torch.Tensor, view_b: torch.Tensor) -> None:
     if view_a.ndim != 4 or view_a.shape != view_b.shape:
-        raise ValueError(f"view_a and view_b must be (N, C, H, W) batches of one shape, got {tuple(view_a.shape)} and {tuple(view_b.shape)}")
+        raise ValueError(
+            "view_a and view_b must be (N, C, H, W) batches of one shape, got "
+            f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
+        )
     if view_a.shape[0] < 2:
-        raise ValueError(f"VICReg needs at least 2 images per batch for its variance term, got {view_a.shape[0]}")
+        raise ValueError(f"VICReg needs 2 or more images per batch for its variance, got {view_a.shape[0]}")
 
 
 class Method(nn.Module):
@@ -133,7 +138,8 @@ class Method(nn.Module):
         # main_vicreg.py gathers both branches from every rank (FullGatherLayer) before the loss;
         # every rank then computes the same global loss (see training/distributed.py).
         hp = self.hp
-        return vicreg_loss(gather_with_grad(z_a), gather_with_grad(z_b), hp.sim_coeff, hp.std_coeff, hp.cov_coeff, hp.variance_eps)
+        z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
+        return vicreg_loss(z_a, z_b, hp.sim_coeff, hp.std_coeff, hp.cov_coeff, hp.variance_eps)
 
     def update_targets(self, progress: float) -> None:
         """VICReg has no target network and no schedule inside the method."""
