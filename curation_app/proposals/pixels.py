@@ -32,7 +32,12 @@ CENTRE_BOX = (0.25, 0.75)  # fraction of each side
 CONTEXT_BAND = 0.125  # outer fraction of each side
 HUE_BINS = 8
 ORIENTATION_BINS = 6
-FEATURE_WIDTH = 6 + HUE_BINS + ORIENTATION_BINS * len(TEXTURE_SCALES)  # per region: 32
+COLOUR_WIDTH = 6 + HUE_BINS
+FEATURE_WIDTH = COLOUR_WIDTH + ORIENTATION_BINS * len(TEXTURE_SCALES)  # per region: 32
+# Colour (14 numbers) and texture (18) get the same say once standardised: each dimension is
+# weighted by 1/sqrt(its block's width), so neither block wins by having more numbers.
+BLOCK_WEIGHTS = np.concatenate([np.full(COLOUR_WIDTH, COLOUR_WIDTH ** -0.5),
+                                np.full(FEATURE_WIDTH - COLOUR_WIDTH, (FEATURE_WIDTH - COLOUR_WIDTH) ** -0.5)])
 
 _OPPONENT = np.array([
     [1 / np.sqrt(2), -1 / np.sqrt(2), 0.0],

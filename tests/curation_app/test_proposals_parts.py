@@ -79,7 +79,7 @@ def test_object_features_follow_the_centre_and_context_the_border(sample_images)
 
 def test_scores_follow_the_formula():
     rng = np.random.default_rng(0)
-    vectors, context = rng.normal(size=(30, 8)), rng.normal(size=(30, 5))
+    vectors, context = rng.normal(size=(30, 8)), rng.normal(size=(30, FEATURE_WIDTH))
     for mode in ("zscore", "center"):
         stats = class_statistics(vectors, context, mode)
         objects, contexts = standardise(vectors, context, stats)
