@@ -118,6 +118,7 @@ def timm_embedder(spec: EmbedderSpec) -> TorchEmbedder:
                         "already be in the Hugging Face cache: nothing is downloaded")
     import timm
     from huggingface_hub import try_to_load_from_cache
+    from timm.data import resolve_data_config
 
     try:
         model = timm.create_model(spec.name, pretrained=False)
@@ -134,9 +135,10 @@ def timm_embedder(spec: EmbedderSpec) -> TorchEmbedder:
         state = load_file(str(path))
     else:
         state = _torch_load(path)
-    head = drop_head(model, what)
+    head = (model.pretrained_cfg or {}).get("classifier") or "head"  # e.g. "head", "fc", "head.fc"
+    model.reset_classifier(0)  # timm's own way to drop the head: forward returns pooled features
     load_weights(model, state, head, str(path))
-    config = timm.data.resolve_data_config({}, model=model)
+    config = resolve_data_config({}, model=model)
     crop = config["input_size"][-1]
     return TorchEmbedder(f"timm-{spec.name}", f"timm/{spec.name}/{sha256_file(path)[:16]}", model,
                          resize=round(crop / config.get("crop_pct", 0.875)), crop=crop,

@@ -261,3 +261,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, sample_images, capsys, argum
 def test_missing_images_root_is_refused(tmp_path, capsys):
     assert main(["propose", "--images", str(tmp_path / "nowhere"), "--project", str(tmp_path / "p")]) == 2
     assert "nowhere: not a folder" in capsys.readouterr().err
+
+
+def test_the_project_class_list_is_the_default_selection(tmp_path, sample_images):
+    project = tmp_path / "project"
+    store = DecisionStore.for_project(project, images_root=sample_images)
+    store.set_meta("class_wnids", '["n04554684", "n04557648"]')  # what the app records for a project
+    store.close()
+    summary = propose(sample_images, project, workers=1)
+    assert summary.classes == 2 and summary.images == 10
+    assert {r["wnid"] for r in read_rows(project)} == {"n04554684", "n04557648"}
