@@ -157,7 +157,10 @@ def build_blocks(curation: Curation, board: ProgressBoard, *, local_user: str | 
         timer = gr.Timer(PROGRESS_REFRESH_SECONDS)
 
         outputs = [view, key, tags, state, notes, mode, klass]
-        fast = dict(outputs=outputs, show_progress="hidden", concurrency_limit=None, trigger_mode="once")
+        # Outside Gradio's queue: one plain POST per action, about half the keypress-to-render time
+        # of the queued path (measured in benchmarks/app_latency.py); the service serialises each
+        # annotator's actions itself, and the page sends one action at a time ("once").
+        fast = dict(outputs=outputs, show_progress="hidden", queue=False, trigger_mode="once")
         blocks.load(h.current, None, api_name="current", **fast)
         blocks.load(h.header, None, header, api_name=False, show_progress="hidden")
         accept.click(h.accept, [key, tags], api_name="accept", **fast)

@@ -1,7 +1,6 @@
 """Who works on what: class leases, each annotator's current item, and bad images met while
-curating. A second SQLite file beside the decision store (`PROJECT/work.sqlite`, WAL,
-`synchronous=FULL`), so the decision log stays exactly the data model and nothing here can
-corrupt it.
+curating. A second SQLite file beside the decision store (`PROJECT/work.sqlite`, WAL), so the
+decision log stays exactly the data model and nothing here can corrupt it.
 
 - A **lease** gives one annotator one class for one kind of work (`annotate`: verify and pick;
   `review`) until it expires. Items of a class are only handed to the lease holder, so two
@@ -109,7 +108,9 @@ class WorkState:
             try:
                 connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
                 connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
+                # NORMAL, not FULL: in WAL mode a killed process loses nothing either way, and what a
+                # power cut could roll back here (the current item) is rebuilt from the decision log.
+                connection.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.DatabaseError as error:
                 raise UserError(f"{self.path}: not a usable work-state file ({error})") from None
             connection.row_factory = sqlite3.Row
