@@ -7,7 +7,8 @@ root and embedder recorded by `propose` are used unless given) and cached.
 
 Left out of the ranking, because the decision store would refuse them or they were decided:
 the anchor itself, near-duplicates of the anchor (same bytes, pHash, crop test), images already
-in an accepted pair, and pairs with the anchor that were accepted, rejected or refuted.
+in an accepted pair, pairs with the anchor that were accepted, rejected or refuted, and files
+that cannot be decoded.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from curation_app.proposals.embedders import DEFAULT_SPEC, Embedder, load_embedd
 from curation_app.proposals.scoring import class_statistics, pair_scores, standardise
 from curation_app.proposals.worker import describe
 from pair_manifest.errors import UserError
-from pair_manifest.images import NEAR_DUPLICATE_BITS, sha256_bytes
+from pair_manifest.images import NEAR_DUPLICATE_BITS, ImageReadError, sha256_bytes
 from pair_manifest.store import STORE_FILE, DecisionStore, canonical_pair, check_file_id, resolve_image
 
 
@@ -33,6 +34,7 @@ def _embedder(spec: str) -> Embedder:
 
 
 def _embed_missing(cache: EmbeddingCache, embedder: Embedder, images_root: str | None, files: list[str]) -> None:
+    """Embed and cache `files`; unreadable ones are skipped (they simply stay out of the ranking)."""
     if images_root is None:
         raise UserError(f"{files[0]}: not embedded yet and no images root is known (run `semantic-pairs propose`)")
     preparer = embedder.preparer()
@@ -40,9 +42,13 @@ def _embed_missing(cache: EmbeddingCache, embedder: Embedder, images_root: str |
     for file in files:
         path = resolve_image(images_root, file)
         data = path.read_bytes()
-        facts, prepared = describe(data, file, preparer)
-        stat = os.stat(path)
-        described.append((file, stat, data, facts, prepared))
+        try:
+            facts, prepared = describe(data, file, preparer)
+        except ImageReadError:
+            continue
+        described.append((file, os.stat(path), data, facts, prepared))
+    if not described:
+        return
     vectors = embedder.embed(np.stack([d[4] for d in described]))
     cache.write(embedder.cache_key, [Entry(file, stat.st_size, stat.st_mtime_ns, sha256_bytes(data), facts, vector)
                                      for (file, stat, data, facts, _), vector in zip(described, vectors)])
@@ -67,6 +73,8 @@ def rank_candidates(project_dir: str | Path, wnid: str, anchor_file: str, candid
     finally:
         cache.close()
     index = {file: i for i, file in enumerate(data.files)}
+    if anchor_file not in index:
+        raise UserError(f"{anchor_file}: the anchor image cannot be read")
     pool_rows = [index[f] for f in pool if f in index]
     if len(pool_rows) < 2:  # no propose run for this class yet: the images at hand are the pool
         pool_rows = list(range(len(data.files)))
@@ -74,7 +82,7 @@ def rank_candidates(project_dir: str | Path, wnid: str, anchor_file: str, candid
     objects, contexts = standardise(data.vectors, data.context, stats)
 
     anchor = index[anchor_file]
-    rows = np.array(sorted({index[f] for f in candidates} - {anchor}), dtype=np.int64)
+    rows = np.array(sorted({index[f] for f in candidates if f in index} - {anchor}), dtype=np.int64)
     if len(rows) == 0:
         return []
     scores = pair_scores(objects[[anchor]], contexts[[anchor]], objects[rows], contexts[rows])[0]

@@ -237,6 +237,11 @@ def test_unreadable_images_are_reported_and_left_out(tmp_path, sample_images):
     assert summary.failed == [f"{wnid}/broken.JPEG: corrupt: broken data stream when reading image file"]
     files = {f for r in read_rows(tmp_path / "project") for f in (r["file_a"], r["file_b"])}
     assert len(files) == 4 and f"{wnid}/broken.JPEG" not in files
+    # Pick mode: the broken file is left out of an anchor's ranking, the others are ranked.
+    everything = sorted(f"{wnid}/{p.name}" for p in (root / wnid).iterdir())
+    anchor = sorted(files)[0]
+    ranked = rank_candidates(tmp_path / "project", wnid, anchor, everything)
+    assert {f for f, _ in ranked} == set(everything) - {anchor, f"{wnid}/broken.JPEG"}
 
 
 def test_per_class_limit(planted, tmp_path):
