@@ -81,7 +81,7 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
                     bar.update(n)
 
             def run(job) -> None:
-                size = write_shard(job, plan, root, staging.folder / job.path, advance)
+                size = write_shard(job, plan, root, staging.folder / job.path, sizes, advance)
                 staging.mark_done(job.path, size)
 
             # Largest shards first keeps the workers busy until the end.

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -69,38 +71,48 @@ def plan_shards(plan: ReleasePlan, sizes: dict[str, int]) -> list[ShardJob]:
     return jobs
 
 
-def write_shard(job: ShardJob, plan: ReleasePlan, images_root: Path, target: Path,
+def row_groups(row_bytes: list[int]) -> list[tuple[int, int]]:
+    """(start, stop) of each row group: at most ROW_GROUP_IMAGE_BYTES of images (or one row)."""
+    groups, start, current = [], 0, 0
+    for i, size in enumerate(row_bytes):
+        if i > start and (current + size > layout.ROW_GROUP_IMAGE_BYTES or i - start >= layout.ROW_GROUP_MAX_ROWS):
+            groups.append((start, i))
+            start, current = i, 0
+        current += size
+    if len(row_bytes) > start:
+        groups.append((start, len(row_bytes)))
+    return groups
+
+
+def write_shard(job: ShardJob, plan: ReleasePlan, images_root: Path, target: Path, sizes: dict[str, int],
                 on_bytes: Callable[[int], None] = lambda n: None) -> int:
     """Write `target` (via `target.partial`, fsynced, then renamed); return its size in bytes."""
     schema = layout.features(job.kind, plan.class_wnids, images=True).arrow_schema
     small = plan.table(job.kind).take(pa.array(job.rows, pa.int64()))
     file_columns = layout.FILE_COLUMNS[job.kind]
-    sha_columns = layout.SHA_COLUMNS[job.kind]
     files = {c: small.column(c).to_pylist() for c in file_columns}
-    hashes = {c: small.column(c).to_pylist() for c in sha_columns}
+    hashes = {c: small.column(s).to_pylist() for c, s in zip(file_columns, layout.SHA_COLUMNS[job.kind])}
+    row_bytes = [sum(sizes[files[c][i]] for c in file_columns) for i in range(small.num_rows)]
     partial = target.with_name(target.name + ".partial")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(partial, "wb") as handle:
-            with pq.ParquetWriter(handle, schema, **layout.writer_options(job.kind, images=True)) as writer:
-                start, batch_bytes, images = 0, 0, {c: [] for c in file_columns}
-                for i in range(small.num_rows):
-                    row = {c: _read_checked(images_root, files[c][i], hashes[s][i])
-                           for c, s in zip(file_columns, sha_columns)}
-                    size = sum(len(b) for b in row.values())
-                    if i > start and (batch_bytes + size > layout.ROW_GROUP_IMAGE_BYTES
-                                      or i - start >= layout.ROW_GROUP_MAX_ROWS):
-                        _write_group(writer, schema, small.slice(start, i - start), images, files, start, job.kind)
-                        on_bytes(batch_bytes)
-                        start, batch_bytes, images = i, 0, {c: [] for c in file_columns}
-                    for c in file_columns:
-                        images[c].append(row[c])
-                    batch_bytes += size
-                if small.num_rows > start:
-                    _write_group(writer, schema, small.slice(start), images, files, start, job.kind)
-                    on_bytes(batch_bytes)
-            handle.flush()
-            os.fsync(handle.fileno())
+        # A path, not a Python file object: pyarrow then writes natively, without the GIL.
+        with pq.ParquetWriter(str(partial), schema, **layout.writer_options(job.kind, images=True)) as writer:
+            for start, stop in row_groups(row_bytes):
+                columns = {name: small.column(name).slice(start, stop - start) for name in small.column_names}
+                images = _read_images(images_root, [(files[c][start:stop], hashes[c][start:stop])
+                                                    for c in file_columns], sizes)
+                for image_column, file_column, data in zip(layout.IMAGE_COLUMNS[job.kind], file_columns, images):
+                    columns[image_column] = pa.StructArray.from_arrays(
+                        [data, pa.array(files[file_column][start:stop], pa.string())], names=["bytes", "path"])
+                writer.write_table(pa.table([columns[n] for n in schema.names], schema=schema),
+                                   row_group_size=stop - start)
+                on_bytes(sum(row_bytes[start:stop]))
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -108,24 +120,52 @@ def write_shard(job: ShardJob, plan: ReleasePlan, images_root: Path, target: Pat
     return target.stat().st_size
 
 
-def _read_checked(root: Path, file: str, digest: str) -> bytes:
-    path = root / file  # resolved and checked by sources.check_sources before any write
+_buffers = threading.local()
+
+
+def _row_group_buffer(size: int) -> pa.Buffer:
+    """This thread's image buffer, reused from one row group to the next (a row group is written
+    before the next is read): fresh memory would cost a page fault per 4 KiB, every time."""
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = pa.allocate_buffer(max(size, layout.ROW_GROUP_IMAGE_BYTES))
+        _buffers.buffer = buffer
+    return buffer
+
+
+def _read_images(root: Path, columns: list[tuple[list[str], list[str]]], sizes: dict[str, int]) -> list[pa.BinaryArray]:
+    """The files of each image column as Arrow binary arrays, read straight into one buffer (one
+    copy from the page cache, none per image), each checked against its SHA-256 on the way."""
+    total = sum(sizes[name] for names, _ in columns for name in names)
+    buffer = _row_group_buffer(total)
+    view = memoryview(buffer).cast("B")
+    arrays, base = [], 0
     try:
-        data = path.read_bytes()
+        for names, digests in columns:
+            lengths = np.array([sizes[name] for name in names], dtype=np.int64)
+            offsets = np.zeros(len(names) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=offsets[1:])
+            for name, digest, start, stop in zip(names, digests, offsets[:-1].tolist(), offsets[1:].tolist()):
+                _read_into(root / name, name, view[base + start:base + stop], digest)
+            data = buffer.slice(base, int(offsets[-1]))
+            arrays.append(pa.BinaryArray.from_buffers(pa.binary(), len(names), [None, pa.py_buffer(offsets), data]))
+            base += int(offsets[-1])
+    finally:
+        view.release()
+    return arrays
+
+
+def _read_into(path: Path, name: str, target: memoryview, digest: str) -> None:
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            filled = 0
+            while filled < len(target):
+                count = handle.readinto(target[filled:])
+                if not count:
+                    break
+                filled += count
+            grown = handle.read(1)
     except OSError as error:
-        raise SourceChanged(f"{file}: became unreadable during the build ({error.strerror or error})") from None
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise SourceChanged(f"{file}: bytes changed during the build (no longer match sha256 {digest[:16]}…)")
-    return data
-
-
-def _write_group(writer, schema: pa.Schema, small: pa.Table, images: dict[str, list[bytes]],
-                 files: dict[str, list[str]], offset: int, kind: str) -> None:
-    columns = {name: small.column(name) for name in small.column_names}
-    for image_column, file_column in zip(layout.IMAGE_COLUMNS[kind], layout.FILE_COLUMNS[kind]):
-        data = images[file_column]
-        paths = files[file_column][offset:offset + len(data)]
-        columns[image_column] = pa.StructArray.from_arrays(
-            [pa.array(data, pa.binary()), pa.array(paths, pa.string())], names=["bytes", "path"])
-    table = pa.table([columns[name] for name in schema.names], schema=schema)
-    writer.write_table(table, row_group_size=table.num_rows)
+        raise SourceChanged(f"{name}: became unreadable during the build ({error.strerror or error})") from None
+    if filled != len(target) or grown or hashlib.sha256(target).hexdigest() != digest:
+        raise SourceChanged(f"{name}: bytes changed during the build (no longer match sha256 {digest[:16]}…)")
