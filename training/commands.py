@@ -65,9 +65,11 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from checkpoints/last.pt")
     p.set_defaults(handler=_train)
 
-    from training.eval.commands import register_eval  # argparse-only module (issue 7: evaluation)
+    from training.eval.commands import register_eval  # argparse-only modules (issue 7: evaluation)
+    from training.reproduce.commands import register_reproduce
 
     register_eval(subparsers)
+    register_reproduce(subparsers)
 
 
 def _train(args) -> int:
