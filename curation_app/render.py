@@ -47,7 +47,12 @@ def _bar(view: View) -> str:
         parts.append(f'<span class="sp-chip" id="sp-class-count">{counts["class_accepted"]} / {counts["target"]} '
                      "pairs in this class</span>")
     parts.append(f'<span class="sp-chip">{counts["overall_accepted"]:,} / {counts["overall_target"]:,} overall</span>')
-    parts.append(f'<span class="sp-chip" id="sp-my-count">you: {counts["my_decisions"]:,} decisions</span>')
+    mine = counts["my_decisions"]
+    parts.append(f'<span class="sp-chip" id="sp-my-count">you: {mine:,} decision{"" if mine == 1 else "s"}</span>')
+    if view.mode == "review" and counts.get("reviewed"):
+        kappa = "–" if counts.get("kappa") is None else f"{counts['kappa']:.2f}"
+        parts.append(f'<span class="sp-chip">agreement {_percent(counts.get("agreement"))} · κ {kappa} '
+                     f'({counts["reviewed"]} reviewed)</span>')
     if item is not None and item.source.startswith("proposal:"):
         _, embedder, rank = item.source.split(":", 2)
         parts.append(f'<span class="sp-chip sp-muted">proposal #{escape(rank)} · {escape(embedder)}</span>')
@@ -74,8 +79,8 @@ def render_item(view: View) -> str:
     elif view.mode == "pick":
         anchor = item.files[0]
         cands = "".join(
-            _figure(c, "thumb", f'<span class="sp-num">{i + 1}</span> {escape(c.split("/", 1)[1])}', "sp-cand",
-                    f'data-file="{escape(c)}" data-index="{i}"')
+            _figure(c, "thumb", f'<span class="sp-num">{i + 1}</span>', "sp-cand",
+                    f'data-file="{escape(c)}" data-index="{i}" title="{escape(c.split("/", 1)[1])}"')
             for i, c in enumerate(item.candidates))
         body += ('<div class="sp-pick">'
                  + _figure(anchor, "preview", f"anchor · {escape(anchor.split('/', 1)[1])}", "sp-anchor")
@@ -98,7 +103,8 @@ def render_item(view: View) -> str:
 def render_notes(view: View) -> str:
     if not view.notes:
         return '<div class="sp-notes" data-empty="1"></div>'
-    items = "".join(f"<li>{escape(n)}</li>" for n in view.notes)
+    items = "".join(f'<li class="{"sp-ok" if n.startswith(("Saved", "Undone")) else "sp-warn"}">{escape(n)}</li>'
+                    for n in view.notes)
     return f'<div class="sp-notes"><ul>{items}</ul></div>'
 
 

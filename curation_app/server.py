@@ -122,7 +122,10 @@ def serve(app, sock: socket.socket, *, banner: str) -> None:
     print(banner, flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3,
                             lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught
+        pass
 
 
 def url_for(host: str, sock: socket.socket) -> str:

@@ -23,7 +23,7 @@ from curation_app.service import Curation, View
 from curation_app.workstate import MODES
 
 log = logging.getLogger("curation_app")
-PROGRESS_REFRESH_SECONDS = 15
+PROGRESS_REFRESH_SECONDS = 10
 
 
 def asset(name: str) -> str:
@@ -56,8 +56,12 @@ class Handlers:
         return self.local_user
 
     def _outputs(self, view: View):
+        if view.mode == "review":  # the reviewer sees the agreement figures move
+            stats, _ = self.board.stats()
+            view.counts.update({k: stats.review.get(k) for k in ("reviewed", "agreement", "kappa")})
         preferred = self.curation.work.preferred_class(view.annotator) or "auto"
-        return (render_item(view), view.item.key if view.item else "", [], view.to_json(), render_notes(view),
+        tags = gr.CheckboxGroup(value=[], visible=view.mode != "review")  # a review has no tags: cleared, hidden
+        return (render_item(view), view.item.key if view.item else "", tags, view.to_json(), render_notes(view),
                 view.mode, preferred)
 
     def _run(self, request, action):
@@ -144,7 +148,7 @@ def build_blocks(curation: Curation, board: ProgressBoard, *, local_user: str | 
         notes = gr.HTML(render_notes(View("", "verify", None)), elem_id="sp-notes")
         gr.HTML(render_shortcuts(), elem_id="sp-shortcuts")
         with gr.Accordion("Progress", open=True, elem_id="sp-progress-box"):
-            progress = gr.HTML("", elem_id="sp-progress")
+            progress = gr.HTML("", elem_id="sp-progress", apply_default_css=False)
             refresh = gr.Button("Refresh progress", size="sm", elem_id="sp-refresh")
         # Hidden plumbing: the current item's key, the picked candidate, the state as JSON.
         key = gr.Textbox(visible=False)

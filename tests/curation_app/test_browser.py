@@ -81,6 +81,12 @@ def test_keyboard_session_tags_held_keys_typing_undo_reload_and_pick(site, brows
     page = login(browser, site.url, "alice")
     assert "a accept" in page.inner_text("#sp-shortcuts").replace("\n", " ")  # shortcuts are on screen
     first = shown(page)
+    # The class holds the edge cases: the unusable ones are named on the page, never shown.
+    assert first["files"][0].startswith(GOLDFISH)
+    assert "4 unusable file(s) in this class are skipped" in page.inner_text(".sp-classnote")
+    # The next pair's previews are already in the page (hidden), so the browser fetches them now.
+    prefetched = page.eval_on_selector_all(".sp-prefetch img", "imgs => imgs.map(i => i.getAttribute('src'))")
+    assert len(prefetched) == 2 and all(src.startswith(f"img/preview/{GOLDFISH}/") for src in prefetched)
 
     page.keyboard.press("2")
     page.keyboard.press("5")

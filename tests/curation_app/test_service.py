@@ -221,3 +221,27 @@ def test_a_project_keeps_its_class_selection(images, tmp_path):
     curation(images, tmp_path / "project")
     with pytest.raises(UserError, match="another class selection"):
         Curation(images, tmp_path / "project", selection_from_wnids([WASHER]))
+
+
+def test_pick_mode_ranks_candidates_with_the_proposals_code_once_propose_has_run(images, tmp_path):
+    from curation_app.proposals.propose import propose
+    from curation_app.proposals.ranking import rank_candidates
+    from tests.curation_app.app_server import write_classes
+
+    project = tmp_path / "project"
+    propose(images, project, classes=str(write_classes(tmp_path / "classes.csv", WNIDS)), workers=1)
+    app = curation(images, project)
+    app.set_class("alice", KEYBOARD)
+    item = app.set_mode("alice", "pick").item
+    pool = [f for f in app.catalog.files(KEYBOARD) if f != item.files[0]]
+    ranked = [f for f, _ in rank_candidates(project, KEYBOARD, item.files[0], pool, images_root=images)]
+    assert list(item.candidates) == ranked[:PICK_PAGE]
+    assert list(app.decide("alice", item.key, "reject").item.candidates) == ranked[PICK_PAGE:2 * PICK_PAGE]
+
+
+def test_the_prefetched_pair_is_the_pair_that_comes_next(app):
+    view = app.set_class("alice", KEYBOARD)
+    for verdict in ["reject", "skip", "accept", "reject", "accept", "reject"]:
+        upcoming = view.upcoming
+        view = app.decide("alice", view.item.key, verdict)
+        assert view.item.files == upcoming.files
