@@ -115,7 +115,7 @@ def run_publish(args: argparse.Namespace) -> int:
     from builders.publish import publish_release
 
     result = publish_release(args.repo_dir, args.repo_id, private=args.private, gated=args.gated,
-                             manifest_only=args.manifest_only)
+                             manifest_only=args.manifest_only, progress=_progress())
     if result.committed:
         print(f"published {args.repo_dir} to {result.repo_id} at commit {result.commit}: "
               f"{len(result.uploaded)} file(s) uploaded, {len(result.deleted)} deleted")

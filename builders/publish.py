@@ -95,7 +95,7 @@ def local_release_files(folder: Path, *, manifest_only: bool) -> dict[str, Path 
 
 
 def publish_release(repo_dir: str | Path, repo_id: str, *, private: bool = False, gated: str | None = None,
-                    manifest_only: bool = False, log=print) -> PublishResult:
+                    manifest_only: bool = False, progress: bool = False, log=print) -> PublishResult:
     import httpx
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
@@ -113,6 +113,10 @@ def publish_release(repo_dir: str | Path, repo_id: str, *, private: bool = False
     folder = Path(repo_dir)
     local = local_release_files(folder, manifest_only=manifest_only)
     api = HfApi(token=token)
+    if not progress:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if private:

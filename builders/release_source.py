@@ -99,6 +99,13 @@ class HubRelease:
 
 
 def _short(error: Exception) -> str:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return ("the repo is gated: request access on its Hub page, then log in with `hf auth login` "
+                "or set HF_TOKEN")
+    if isinstance(error, RepositoryNotFoundError):
+        return "no such dataset repo, or a private one: log in with `hf auth login` or set HF_TOKEN"
     return str(error).strip().splitlines()[0][:300]
 
 

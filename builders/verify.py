@@ -107,10 +107,13 @@ def check_card(release, plan: ReleasePlan, files: dict[str, int], manifest_only:
     actual = release.read(layout.CARD_FILE).decode("utf-8", "replace")
     if actual == expected:
         return []
-    diff = list(difflib.unified_diff(expected.splitlines(), actual.splitlines(), "rendered card", "README.md",
-                                     n=0, lineterm=""))
-    changed = [line for line in diff[2:] if not line.startswith("@@")][:6]
-    return ["README.md: differs from the card rendered from the data: " + " | ".join(changed)]
+    want, have = expected.splitlines(), actual.splitlines()
+    first = next((i for i, (a, b) in enumerate(zip(want, have)) if a != b), min(len(want), len(have)))
+    changed = sum(1 for tag, *_ in difflib.SequenceMatcher(None, want, have, autojunk=False).get_opcodes()
+                  if tag != "equal")
+    shown = lambda lines: repr(lines[first].strip()[:120]) if first < len(lines) else "end of file"  # noqa: E731
+    return [f"README.md: differs from the card rendered from the data ({changed} changed block(s); first at line "
+            f"{first + 1}: expected {shown(want)}, found {shown(have)})"]
 
 
 def check_plan(plan: ReleasePlan) -> list[str]:

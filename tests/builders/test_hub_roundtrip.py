@@ -50,6 +50,9 @@ def test_publish_then_load_and_verify_over_http(loopback_hub, built_release, rel
     assert verify.returncode == 0, verify.stderr[-3000:]
     assert "sp-org/semantic-pairs: verified" in verify.stdout
 
+    anonymous = run_cli("verify", "sp-org/semantic-pairs", env=loopback_hub.client_env(tmp_path / "anon", token=None))
+    assert anonymous.returncode == 2 and "the repo is gated: request access" in anonymous.stderr
+
     again = run_cli("publish", built_release, "--repo-id", "sp-org/semantic-pairs", env=env)
     assert again.returncode == 0, again.stderr
     assert "no commit" in again.stdout
@@ -100,7 +103,7 @@ def test_private_repo_and_rejected_token(loopback_hub, built_release, tmp_path):
 
     anonymous = run_cli("verify", "sp-org/private", env=loopback_hub.client_env(tmp_path / "anon", token=None))
     assert anonymous.returncode == 2
-    assert "sp-org/private: cannot read this dataset repo" in anonymous.stderr
+    assert "sp-org/private: cannot read this dataset repo" in anonymous.stderr and "log in" in anonymous.stderr
     assert "Traceback" not in anonymous.stderr
 
     bad_token = "hf_not_a_valid_token_for_this_hub_42"
