@@ -47,6 +47,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision.transforms.functional.rgb_to_grayscale
 CROP_TRIES = 10  # torchvision RandomResizedCrop.get_params
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """A small constant on `like`'s device, made once: a fresh `torch.tensor(..., device="cuda")` per
+    step is a pageable host-to-device copy, which waits for the GPU and would stall the pipeline."""
+    key = (values, like.device, like.dtype)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return _CONSTANTS[key]
 
 
 @dataclass(frozen=True)
@@ -191,7 +201,7 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     hue = torch.where(maxc == r, torch.remainder((g - b) / safe, 6.0),
                       torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))  # sextants, [0, 6)
     hue = torch.remainder(hue + 6.0 * shift.view(-1, 1, 1), 6.0)
-    k = torch.remainder(torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = torch.remainder(constant((5.0, 3.0, 1.0), x).view(1, 3, 1, 1)
                         + hue.unsqueeze(1), 6.0)
     return maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
@@ -199,7 +209,7 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def color_jitter(x: torch.Tensor, jitter: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """x: (n, 3, H, W) in [0, 1]. Four stages; at stage k sample i applies op order[i, k]."""
     n = x.shape[0]
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)
+    weights = constant(GRAY_WEIGHTS, x)
     eye = torch.eye(3, dtype=x.dtype, device=x.device).expand(n, 3, 3)
     to_gray = weights.expand(3, 3)  # every row = the gray weights: M @ rgb = gray in all channels
     b, c, s, hue = (f.view(n, 1, 1) for f in factors.unbind(1))
@@ -220,7 +230,7 @@ def color_jitter(x: torch.Tensor, jitter: torch.Tensor, factors: torch.Tensor, o
 
 
 def grayscale(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    weights = constant(GRAY_WEIGHTS, x).view(1, 3, 1, 1)
     gray = (x * weights).sum(dim=1, keepdim=True).expand_as(x)
     return torch.where(mask.view(-1, 1, 1, 1), gray, x)
 
@@ -286,8 +296,8 @@ def apply_params(images: torch.Tensor, params: dict[str, torch.Tensor], out_size
     if ops.solarize:
         x = solarize(x, params["solarize"])
     if normalize:
-        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        mean = constant(IMAGENET_MEAN, x).view(1, 3, 1, 1)
+        std = constant(IMAGENET_STD, x).view(1, 3, 1, 1)
         x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last)
 

@@ -157,7 +157,7 @@ class GlobalBatchNorm(_BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         xf = x.float()
-        local_count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
+        local_count = torch.full((1,), x.numel() / x.shape[1], dtype=torch.float32, device=x.device)  # no H2D copy
         sums = all_reduce_sum_with_grad(torch.cat([xf.sum(dims), local_count]))
         count = sums[-1].detach()
         mean = sums[:-1] / count

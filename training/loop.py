@@ -67,7 +67,9 @@ def config_for_resume(out: str, given: dict) -> TrainConfig:
         method = given.get("method") or saved["method"]
         given["hp"] = parse_hp_overrides(method_module(method).Hyperparameters, given["hp"])
     merged = merge_for_resume(saved, given, str(run.path))
-    merged.update(resume=True, out=out)
+    # a resumed run goes to the end of its schedule unless told where to stop (--steps of the first
+    # start was a smoke-run limit, not part of the schedule)
+    merged.update(resume=True, out=out, steps=given.get("steps"))
     return TrainConfig(**merged)
 
 
@@ -139,11 +141,16 @@ class Trainer:
         self.weight_decay_end = getattr(self.hp, "weight_decay_end", None)
         self.recipe_a, self.recipe_b = view_recipes(cfg.aug, cfg.method)
 
+        self.flush_times: list[tuple[int, float]] = []
         self.start_step = 0
         if cfg.resume and self.run.last_checkpoint.is_file():
             state = load_checkpoint(self.run.last_checkpoint)
             self.method.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:  # a CUDA-graph run saved these as tensors
+                for key in ("lr", "weight_decay"):
+                    if isinstance(group[key], torch.Tensor):
+                        group[key] = float(group[key])
             set_rng_state(state["rng"])
             self.start_step = int(state["step"])
         self.last_checkpoint_step = self.start_step
@@ -191,8 +198,7 @@ class Trainer:
     def resolved_config(self) -> dict:
         cfg = self.cfg
         fields = {k: v for k, v in cfg.to_json().items()
-                  if k not in ("backbone", "stem", "hp", "resume", "out", "progress", "workers", "cache_dir",
-                               "hf_cache_dir")}
+                  if k not in ("backbone", "stem", "hp", "resume", "out", "progress", "workers")}
         return json_ready({
             **fields,
             "format": CONFIG_FORMAT,
@@ -239,7 +245,8 @@ class Trainer:
         values = torch.stack([loss for _, _, _, _, loss in pending]).float()
         if self.ctx.world_size > 1:
             distributed.all_reduce_mean_(values)
-        values = values.tolist()
+        values = values.tolist()  # waits for the device: every queued step has finished
+        self.flush_times.append((pending[-1][0], time.perf_counter()))  # (steps done, time): for benchmarks
         for (step, epoch, lr, seconds, _), value in zip(pending, values):
             if not math.isfinite(value):
                 checkpoint = (f"step {self.last_checkpoint_step} ({self.run.last_checkpoint})"

@@ -90,8 +90,8 @@ class PairBatches:
 
     def batch(self, step: int) -> Batch:
         local = self.local_indices(step)
-        if self.on_gpu:
-            x = self.images.index_select(0, local.to(self.device, non_blocking=True))
+        if self.on_gpu:  # GPU-only: indices from pinned memory, so the copy does not wait for the GPU
+            x = self.images.index_select(0, local.pin_memory().to(self.device, non_blocking=True))
         else:
             x = self.images.index_select(0, local)
             if self.device.type == "cuda":  # GPU-only: gathered in pinned memory, copied asynchronously
