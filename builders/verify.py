@@ -34,6 +34,7 @@ class VerifyReport:
     rows: dict[str, int] = field(default_factory=dict)  # config -> rows loaded
     images_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    decoded: set[str] = field(default_factory=set)  # SHA-256s already decoded (AP reuses SP's photos)
 
 
 def verify_release(target: str, *, manifest_dir: str | Path | None = None, images_root: str | Path | None = None,
@@ -198,7 +199,6 @@ def check_config(release, plan: ReleasePlan, spec: layout.ConfigSpec, report: Ve
     if names != plan.class_wnids:
         problems.append(f"config {spec.name}: label names are not the release's class list")
     loaded: list[dict] = []
-    decoded: set[str] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             tqdm(total=len(expected), desc=f"verifying {spec.name}", unit="row", disable=not progress, leave=False) as bar:
         try:
@@ -206,7 +206,7 @@ def check_config(release, plan: ReleasePlan, spec: layout.ConfigSpec, report: Ve
                 count = len(batch[columns[0]])
                 loaded += [{c: batch[c][i] for c in columns} for i in range(count)]
                 if with_images:
-                    problems += _check_images(batch, spec, pool, decoded, report)
+                    problems += _check_images(batch, spec, pool, report)
                 bar.update(count)
         except Exception as error:  # noqa: BLE001
             problems.append(f"config {spec.name}: reading failed after {len(loaded)} rows "
@@ -242,7 +242,7 @@ def compare_rows(spec: layout.ConfigSpec, loaded: list[dict], expected: list[dic
     return problems
 
 
-def _check_images(batch: dict, spec: layout.ConfigSpec, pool, decoded: set[str], report: VerifyReport) -> list[str]:
+def _check_images(batch: dict, spec: layout.ConfigSpec, pool, report: VerifyReport) -> list[str]:
     from pair_manifest.images import ImageReadError, open_rgb
 
     jobs = []
@@ -258,13 +258,13 @@ def _check_images(batch: dict, spec: layout.ConfigSpec, pool, decoded: set[str],
             return f"config {spec.name}: {file}: no embedded bytes"
         if hashlib.sha256(data).hexdigest() != digest:
             return f"config {spec.name}: {file}: embedded bytes do not match sha256 {digest[:16]}…"
-        if digest in decoded:
+        if digest in report.decoded:
             return None
         try:
             open_rgb(data, name=f"config {spec.name}: {file}", max_side=DECODE_SIDE)
         except ImageReadError as error:
             return str(error)
-        decoded.add(digest)
+        report.decoded.add(digest)
         return None
 
     found = [p for p in pool.map(check, jobs) if p]
