@@ -126,3 +126,29 @@ def test_batch_size_problems_are_refused(sp):
         PairBatches(sp, batch_size=512, seed=0, device=torch.device("cpu"))
     with pytest.raises(TrainingError, match="multiple of the number of shards"):
         PairBatches(sp, batch_size=31, seed=0, device=torch.device("cpu"), shards=2)
+
+
+def test_reads_the_release_that_semantic_pairs_build_writes(sample_images, tmp_path):
+    """The real chain: `manifest import` -> `build` -> this loader (the fixture repo above stands in
+    for `build` in the other tests, to keep them independent of the builder)."""
+    from semantic_pairs_cli.main import main
+
+    lines = ["wnid,file_a,file_b"]
+    for wnid in sorted(p.name for p in sample_images.iterdir())[:4]:
+        files = sorted(f.name for f in (sample_images / wnid).iterdir())
+        lines += [f"{wnid},{wnid}/{a},{wnid}/{b}" for a, b in zip(files[0::2], files[1::2])]
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    assert main(["manifest", "import", str(tmp_path / "pairs.csv"), "--images", str(sample_images),
+                 "--out", str(tmp_path / "manifest")]) == 0
+    assert main(["build", "--manifest", str(tmp_path / "manifest"), "--images", str(sample_images),
+                 "--out", str(tmp_path / "semantic_pairs"), "--allow-short"]) == 0
+    options = dict(resolution=16, cache_dir=tmp_path / "decoded", hf_cache_dir=str(tmp_path / "hf"), progress=False)
+    sp = load_dataset(str(tmp_path / "semantic_pairs"), "sp", **options)
+    ap = load_dataset(str(tmp_path / "semantic_pairs"), "ap", **options)
+    assert sp.pairs and len(sp) == len(lines) - 1 and not ap.pairs and len(ap) == len(sp)
+    by_files = {tuple(files): i for i, files in enumerate(sp.files)}
+    wnid, file_a, file_b = lines[1].split(",")
+    row = by_files[(file_a, file_b)]
+    assert sp.class_names[sp.labels[row]] == wnid
+    assert np.array_equal(sp.images[row, 0], decode_square((sample_images / file_a).read_bytes(), None, 16))
+    assert np.array_equal(sp.images[row, 1], decode_square((sample_images / file_b).read_bytes(), None, 16))
