@@ -3,12 +3,23 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from training.eval.augment import random_resized_crop_flip
 from training.eval.finetune import FinetuneHyperparameters, finetune, learning_rate
 
 from .eval_support import make_run, small_cifar
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread makes these
+    small convolutions several times slower whenever another process runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_each_sample_gets_its_own_crop_and_a_full_crop_is_the_image():
@@ -33,11 +44,11 @@ def test_whole_network_fine_tunes_and_writes_its_result(cifar10_root, tmp_path):
     data = small_cifar(cifar10_root, tmp_path / "cifar10_small", train_per_class=10, test_per_class=5)
     run = make_run(tmp_path / "run", resolution=32)
     before = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["eval_backbone"]["layer1.0.conv1.weight"]
-    hp = FinetuneHyperparameters(epochs=8, batch_size=20, base_lr=2e-3 * 512 / 20, warmup_epochs=1, label_smoothing=0.0)
+    hp = FinetuneHyperparameters(epochs=6, batch_size=20, base_lr=2e-3 * 512 / 20, warmup_epochs=1, label_smoothing=0.0)
     result, path = finetune(run, str(data), hp, device="cpu", workers=0)
     written = json.loads(path.read_text())
     assert path.name == "finetune-cifar10_small.json" and 0.0 <= written["top1"] <= 1.0
-    assert written["num_train"] == 100 and written["hyperparameters"]["steps"] == 8 * 5
+    assert written["num_train"] == 100 and written["hyperparameters"]["steps"] == 6 * 5
     losses = [row["loss"] for row in written["history"]]
     assert losses[-1] < 0.8 * losses[0]  # the network (not just the head) fits the training images
     assert written["train_top1"] > 0.3

@@ -81,9 +81,9 @@ def write_markdown(path: Path, experiment: Experiment, results: list[Result], ru
     lines = [f"# {experiment.title}", ""]
     if smoke:
         lines += ["> **SMOKE RUN — these numbers are not a reproduction.** Tiny backbones trained for a handful "
-                  "of steps on CPU on the bundled sample, evaluated on the bundled CIFAR-10 sample (standing in "
-                  "for datasets that cannot be downloaded offline). It checks that the chain runs end to end; "
-                  "compare nothing with the paper's column.", ""]
+                  "of steps on CPU on the bundled sample and evaluated on bundled stand-ins for the paper's "
+                  "datasets (see Notes). It checks that the chain runs end to end; compare nothing with the "
+                  "paper's column.", ""]
     lines += ["Ours, the paper's reported value, and Δ = ours − paper (percentage points; `n/a`: the paper's text "
               "does not give the value). Rows marked Δ/Improvement are SP − AP.", "",
               "| Row | Column | Ours | Paper | Δ |", "| --- | --- | ---: | ---: | ---: |"]

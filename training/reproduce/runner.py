@@ -38,7 +38,7 @@ class Reproduction:
             if not cells:
                 raise EvalError(f"--only {only}: matches none of the rows {self.experiment.rows}")
         if smoke:
-            cells = [replace(c, run=smoke_mode.smoke_run(c.run)) for c in cells]
+            cells = [replace(c, run=smoke_mode.smoke_run(c.run, c.eval.kind if c.eval else None)) for c in cells]
         self.cells = cells
 
     # ----- runs ------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Reproduction:
                             "sample, pairing consecutive files of each class (real photos, not curated pairs); "
                             "334 pairs, so the 50/100/157-per-class subsets are the same data.")
             notes.insert(1, f"Runs: {smoke_mode.STEPS} steps, batch {smoke_mode.BATCH_SIZE}, {smoke_mode.RESOLUTION}x"
-                            f"{smoke_mode.RESOLUTION}, ResNet-18 / ViT-tiny/8 with narrow heads, CPU.")
+                            f"{smoke_mode.RESOLUTION}, ViT-tiny/8 (ResNet-18 for detection) with narrow heads.")
         if self.experiment.name == "table2":
             notes.append("Time (h): wall-clock of the training steps from metrics.jsonl (decoding the data once "
                          "and evaluation excluded); the paper's times are on one A100 80G.")

@@ -81,7 +81,8 @@ def status(folder: Path, spec: RunSpec) -> str:
         return MISSING
     check_matches(folder, config, spec)
     step = checkpoint_step(folder)
-    target = config.get("steps") or (config.get("schedule") or {}).get("total_steps")
+    total = (config.get("schedule") or {}).get("total_steps")
+    target = min(int(config["steps"]), int(total)) if config.get("steps") and total else (config.get("steps") or total)
     if step is not None and target is not None and step >= int(target):
         return DONE
     return PARTIAL
