@@ -74,6 +74,7 @@ def register(subparsers) -> None:
 
 def _train(args) -> int:
     import json
+    import os
     import sys
 
     from training.config import TrainConfig
@@ -92,6 +93,6 @@ def _train(args) -> int:
             raise TrainingError(f"{', '.join(missing)}: required for a new run (or pass --resume)")
         cfg = TrainConfig(out=args.out, **given)
     summary = train(cfg)
-    if summary.get("step") is not None:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line, not one per process
         print(json.dumps(summary), file=sys.stdout)
     return 0

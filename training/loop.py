@@ -18,7 +18,7 @@ import math
 import os
 import platform
 import time
-from pathlib import Path
+import warnings
 
 import torch
 
@@ -46,14 +46,21 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def fields_from_saved(saved: dict) -> dict:
+def fields_from_saved(saved: dict, where: str = "config.json") -> dict:
     """TrainConfig fields from a config.json written by this module."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    fields = {k: v for k, v in saved.items() if k in names and k not in ("backbone", "hp")}
-    fields["backbone"] = saved["backbone"]["name"]
-    fields["stem"] = saved["backbone"]["stem"]
-    fields["hp"] = saved.get("hp_overrides", {})
-    fields["keep_epochs"] = tuple(fields.get("keep_epochs", ()))
+    try:
+        fields = {k: v for k, v in saved.items() if k in names and k not in ("backbone", "hp")}
+        fields["backbone"] = saved["backbone"]["name"]
+        fields["stem"] = saved["backbone"]["stem"]
+        fields["hp"] = dict(saved.get("hp_overrides", {}))
+        fields["keep_epochs"] = tuple(fields.get("keep_epochs", ()))
+        missing = [k for k in ("data", "config", "method") if k not in fields]
+        if missing:
+            raise KeyError(missing[0])
+    except (KeyError, TypeError, AttributeError) as error:
+        raise TrainingError(f"{where}: missing or malformed entry {error}; not a config.json written by "
+                            "`semantic-pairs train`") from error
     return fields
 
 
@@ -61,7 +68,7 @@ def config_for_resume(out: str, given: dict) -> TrainConfig:
     """The saved settings of RUN_DIR with the command line's allowed changes; other differences are
     refused (`given` holds only the options the user actually passed)."""
     run = RunDir(out)
-    saved = fields_from_saved(run.read_config())
+    saved = fields_from_saved(run.read_config(), str(run.config_path))
     given = dict(given)
     if given.get("hp"):
         method = given.get("method") or saved["method"]
@@ -143,10 +150,20 @@ class Trainer:
 
         self.flush_times: list[tuple[int, float]] = []
         self.start_step = 0
+        if cfg.resume and self.run.config_path.is_file():
+            started_on = self.run.read_config().get("dataset", {}).get("fingerprint")
+            if started_on and started_on != self.data.key:
+                raise TrainingError(f"--resume: the data of {cfg.data} (config {cfg.config}) changed since this run "
+                                    f"started (fingerprint {started_on[:12]} -> {self.data.key[:12]}); start a new run")
         if cfg.resume and self.run.last_checkpoint.is_file():
             state = load_checkpoint(self.run.last_checkpoint)
-            self.method.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            try:
+                self.method.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+            except (KeyError, RuntimeError, ValueError) as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise TrainingError(f"{self.run.last_checkpoint}: does not fit this run's model or optimizer "
+                                    f"({first})") from error
             for group in self.optimizer.param_groups:  # a CUDA-graph run saved these as tensors
                 for key in ("lr", "weight_decay"):
                     if isinstance(group[key], torch.Tensor):
@@ -163,9 +180,13 @@ class Trainer:
             # and some methods keep per-rank buffers (SwAV's queue) that must not be overwritten.
             # find_unused_parameters: a method may leave a parameter out of a step (SwAV's frozen
             # prototypes in the first iterations).
-            forward = DistributedDataParallel(
-                self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False, find_unused_parameters=True)
+            with warnings.catch_warnings():
+                # torch >= 2.12 deprecates broadcast_buffers for forward_sync_buffers, which torch 2.11
+                # (the GPU machines) lacks and which still syncs buffers at init: keep the old flag
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+                forward = DistributedDataParallel(
+                    self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    broadcast_buffers=False, find_unused_parameters=True)
         if cfg.compile:
             forward = torch.compile(forward)
         step_class = EagerStep
@@ -332,7 +353,8 @@ def train(cfg: TrainConfig, on_gradients=None) -> dict:
     `on_gradients(step, method)`, if given, is called after each backward (eager steps only): the
     DDP test reads gradients through it."""
     if cfg.resume:
-        saved = fields_from_saved(RunDir(cfg.out).read_config())
+        run = RunDir(cfg.out)
+        saved = fields_from_saved(run.read_config(), str(run.config_path))
         cfg = TrainConfig(**{**saved, **{k: getattr(cfg, k) for k in RESUMABLE_CHANGES}})
     cfg.check()
     try:

@@ -96,3 +96,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def isolated_datasets_cache(training_cache, monkeypatch):
+    """`datasets` writes its Arrow cache under the session's temp folder, not ~/.cache/huggingface
+    (runs started through the CLI, which has no option for it, included)."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(training_cache / "hf"))

@@ -193,3 +193,22 @@ def test_an_existing_run_is_neither_overwritten_nor_resumed_with_other_settings(
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["train", "--out", str(run)]) == 2
     assert "--data, --config, --method: required for a new run" in capsys.readouterr().err
+
+
+def test_resume_refuses_data_that_changed_since_the_run_started(sample_repo, tmp_path, capsys):
+    import shutil
+
+    import datasets
+
+    repo = tmp_path / "repo"
+    shutil.copytree(sample_repo, repo)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(repo), "--config", "sp", "--method", "simclr", "--out", str(run), "--resolution", "16",
+            "--backbone", "vit_tiny8", "--batch-size", "16", "--epochs", "10", "--steps", "2", "--no-progress",
+            "--cache-dir", str(tmp_path / "decoded")]
+    assert main(args) == 0
+    parquet = next((repo / "sp" / "tier050").glob("*.parquet"))
+    table = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(tmp_path / "hf"))
+    table.select(range(100)).to_parquet(str(parquet))
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert "changed since this run started" in capsys.readouterr().err
