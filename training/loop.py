@@ -101,6 +101,8 @@ class Trainer:
         module = method_module(cfg.method)  # options first: refuse bad ones before a long decode
         self.hp_overrides = parse_hp_overrides(module.Hyperparameters, cfg.hp)
         self.hp = build_hyperparameters(module.Hyperparameters, self.hp_overrides)
+        if cfg.cuda_graphs:
+            self.check_cuda_graphs(module)
         if self.main and not cfg.resume:
             self.run.prepare_new()
         distributed.barrier()
@@ -189,18 +191,7 @@ class Trainer:
                     broadcast_buffers=False, find_unused_parameters=True)
         if cfg.compile:
             forward = torch.compile(forward)
-        step_class = EagerStep
-        if use_graphs:  # GPU-only path
-            if self.device.type != "cuda" or ctx.world_size > 1:
-                raise TrainingError("--cuda-graphs: needs a single CUDA process (run without it on CPU or under torchrun)")
-            if not getattr(self.method, "capturable", False):
-                raise TrainingError(f"--cuda-graphs: method {cfg.method} does not declare `capturable = True` "
-                                    "(its forward syncs with the host or keeps Python state); run without it")
-            if self.weight_decay_end is not None and self.hp.optimizer == "adamw":
-                raise TrainingError("--cuda-graphs: AdamW with a weight-decay schedule cannot be captured; run without it")
-            if self.on_gradients is not None:
-                raise TrainingError("--cuda-graphs: gradients cannot be inspected inside a captured step")
-            step_class = GraphedStep
+        step_class = GraphedStep if use_graphs else EagerStep  # GraphedStep: GPU only (checked above)
         self.step_fn = step_class(forward, self.method, self.optimizer, self.autocast_dtype, self.device,
                                   clip_grad=float(getattr(self.hp, "clip_grad", 0.0) or 0.0),
                                   on_gradients=self.on_gradients)
@@ -215,6 +206,17 @@ class Trainer:
             self.run.write_env(device_name(self.device), ctx.world_size)
             self.run.truncate_metrics(self.start_step)
             self.metrics = MetricsLog(self.run, self.start_step)
+
+    def check_cuda_graphs(self, module) -> None:
+        if self.device.type != "cuda" or self.ctx.world_size > 1:
+            raise TrainingError("--cuda-graphs: needs a single CUDA process (run without it on CPU or under torchrun)")
+        if not getattr(module.Method, "capturable", False):
+            raise TrainingError(f"--cuda-graphs: method {self.cfg.method} does not declare `capturable = True` "
+                                "(its forward syncs with the host or keeps Python state); run without it")
+        if getattr(self.hp, "weight_decay_end", None) is not None and self.hp.optimizer == "adamw":
+            raise TrainingError("--cuda-graphs: AdamW with a weight-decay schedule cannot be captured; run without it")
+        if self.on_gradients is not None:
+            raise TrainingError("--cuda-graphs: gradients cannot be inspected inside a captured step")
 
     def resolved_config(self) -> dict:
         cfg = self.cfg
@@ -305,7 +307,9 @@ class Trainer:
 
         cfg = self.cfg
         self.last_loss = None
-        if self.start_step >= self.stop_step:
+        if self.start_step >= self.stop_step:  # resumed a finished run: nothing to do
+            if self.main:
+                self.metrics.close()
             return self.summary(self.start_step, 0.0)
         bar = tqdm(total=self.stop_step, initial=self.start_step, unit="step", mininterval=1.0,
                    disable=not (self.main and cfg.progress), desc=f"{cfg.method} {cfg.config}")

@@ -45,8 +45,8 @@ def test_decoded_cache_lives_on_the_gpu(sample_repo, training_cache):
 def test_cuda_graph_step_trains_like_the_eager_step(method, sample_repo, training_cache, tmp_path):
     eager = tmp_path / "eager"
     graphed = tmp_path / "graphed"
-    # fp32 and no TF32 so the two paths can be compared closely (cuDNN may still pick other kernels)
-    torch.backends.cuda.matmul.allow_tf32 = False
+    # fp32 autocast off in both (the loop still allows TF32 on CUDA, alike for both); cuDNN may pick
+    # different kernels per run, hence tolerances rather than equality
     train(_config(sample_repo, training_cache, eager, method, precision="fp32"))
     train(_config(sample_repo, training_cache, graphed, method, precision="fp32", cuda_graphs=True))
     torch.testing.assert_close(torch.tensor(_losses(graphed)), torch.tensor(_losses(eager)), rtol=2e-3, atol=2e-3)
