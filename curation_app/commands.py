@@ -92,12 +92,19 @@ def start_app(images, project, *, classes=None, host="127.0.0.1", port=7860, use
                else f"no login (loopback only), you are '{local}'")
         listening = f" (listening on {host})" if host in ("0.0.0.0", "::") else ""
         banner = (f"curation app: {url_for(host, sock)}{listening} · {who} · {len(curation.catalog.wnids)} classes"
-                  f" under {images} · project {project}{banner_extra}\nPress Ctrl-C to stop.")
+                  f" under {_shown_path(images)} · project {project}{banner_extra}\nPress Ctrl-C to stop.")
         serve(app, sock, banner=banner)
     finally:
         sock.close()
     print("curation app stopped; every acknowledged decision is in", Path(project) / "decisions.sqlite", flush=True)
     return 0
+
+
+def _shown_path(path) -> str:
+    import os
+
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def run_curate(args: argparse.Namespace) -> int:

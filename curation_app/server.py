@@ -104,7 +104,11 @@ def create_app(curation: Curation, *, users: UserBook | None, local_user: str | 
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose `proto` says
+    # TCP, and accepted sockets inherit it from this one. With proto 0, every response written in two
+    # pieces waited for the browser's delayed ACK: +40 ms per keypress (benchmarks/app_latency.py).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -136,7 +136,10 @@ class Curation:
 
     def set_mode(self, annotator: str, mode: str) -> View:
         with self._lock(annotator):
+            previous = lease_kind(self.work.mode(annotator))
             self.work.set_mode(annotator, mode)
+            if previous != lease_kind(mode):  # a reviewer does not keep a class from the annotators
+                self.work.release(annotator, previous)
             notes: list[str] = []
             return self._view(annotator, mode, self._resume(annotator, mode, notes), notes)
 

@@ -155,6 +155,7 @@ def test_review_is_blind_by_someone_else_and_samples_rejects(app):
     expected = {s for s, d in alice_decisions.items() if d.verdict == "accept" or in_review_sample(d.idempotency_key)}
     assert app.set_mode("alice", "review").item.files == ()  # nobody reviews their own decisions
     reviewed = set()
+    assert app.view("carol").item.files and app.work.held_class("carol", "annotate") is not None
     view = app.set_mode("carol", "review")
     while view.item.files:
         assert view.item.review_of not in reviewed
@@ -163,6 +164,7 @@ def test_review_is_blind_by_someone_else_and_samples_rejects(app):
         view = app.decide("carol", view.item.key, "reject" if len(reviewed) == 1 else verdict)
     assert reviewed == expected
     assert "Nothing to review" in view.message
+    assert app.work.held_class("carol", "annotate") is None  # her verify class went back to the pool
     reviews = [d for d in app.store.decisions() if d.review_of is not None]
     assert len(reviews) == len(expected) and {d.annotator for d in reviews} == {"carol"}
 
