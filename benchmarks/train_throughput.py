@@ -19,9 +19,10 @@ repeated to `--rows` rows so an epoch holds many batches.
         [--batch-size 256] [--resolution 64] [--backbone resnet50] [--stem imagenet|small|both]
         [--modes best|eager|graphs|compile,...] [--reference-steps 20] [--workers N]
 
-Budget on one H100/H200, all 8 methods, ImageNet stem, defaults: about 2-3 minutes (decode ~10 s,
-per method a few seconds each for ours and the reference). Prints the device, torch version, date
-and a Markdown table. Figures taken on a shared CPU machine are provisional.
+Sized for one short call on an H100/H200 (all 8 methods, ImageNet stem, defaults: per method about
+60 steps of ours, 30 of the reference, one model build and one graph capture; estimated at a few
+minutes, not yet timed on a GPU). Prints the device, torch version, date and a Markdown table.
+Figures taken on a shared CPU machine are provisional.
 """
 from __future__ import annotations
 
