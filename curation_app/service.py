@@ -248,6 +248,12 @@ class Curation:
     # -- recording ---------------------------------------------------------------------------
 
     def _record(self, annotator: str, mode: str, item: Item, new: NewDecision, notes: list[str]) -> View:
+        if new.verdict == "accept":  # hashes may be cached: make sure the files are still there
+            gone = [f for f in (new.file_a, new.file_b) if not self._resolvable(f)]
+            for file in gone:
+                notes.append(self.catalog.mark_bad(item.wnid, file, "missing: the file is gone from the images root"))
+            if gone:
+                return self._view(annotator, mode, self._next(annotator, mode, notes), notes)
         try:
             recorded = self.store.record(new)
         except IdempotencyConflict:
@@ -260,6 +266,12 @@ class Curation:
             notes.append(f"Not recorded: {error}")
             if self._invalid(annotator, item) is None:
                 return self._view(annotator, mode, item, notes)  # stays: reject or skip it instead
+        except UserError:
+            gone = [f for f in (new.file_a, new.file_b) if not self._resolvable(f)]
+            if not gone:
+                raise
+            for file in gone:  # deleted or moved since it was shown: nothing can be recorded about it
+                notes.append(self.catalog.mark_bad(item.wnid, file, "missing: the file is gone from the images root"))
         else:
             d = recorded.decision
             if not recorded.duplicate:
@@ -267,6 +279,13 @@ class Curation:
                          d.verdict, d.wnid, d.file_a, d.file_b, annotator, f" tags={'|'.join(d.tags)}" if d.tags else "")
             notes.append(self._saved_note(mode, d.verdict, d.tags, d.seq, recorded.duplicate))
         return self._view(annotator, mode, self._next(annotator, mode, notes), notes)
+
+    def _resolvable(self, file: str) -> bool:
+        try:
+            self.store.resolve(file)
+        except UserError:
+            return False
+        return True
 
     @staticmethod
     def _saved_note(mode: str, verdict: str, tags, seq: int, duplicate: bool) -> str:

@@ -194,6 +194,16 @@ def test_bad_images_are_skipped_with_a_note_and_logged(app, images, caplog):
     assert upcoming in caplog.text
 
 
+def test_an_image_deleted_while_shown_is_skipped_not_stuck(app, images):
+    view = app.set_class("alice", KEYBOARD)
+    gone = view.item.files[1]
+    (images / gone).unlink()
+    after = app.decide("alice", view.item.key, "accept")
+    assert any(gone in n and "missing" in n for n in after.notes)
+    assert after.item.files and gone not in after.item.files and app.store.count() == 0
+    assert gone in app.work.bad_images(KEYBOARD)
+
+
 def test_proposals_come_first_in_rank_order_and_are_recorded_as_the_source(images, tmp_path):
     project = tmp_path / "project"
     project.mkdir()

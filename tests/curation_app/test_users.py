@@ -57,3 +57,39 @@ def test_a_malformed_users_file_names_the_line(tmp_path):
         read_accounts(users)
     with pytest.raises(UserError, match="users file not found"):
         UserBook(tmp_path / "missing")
+
+
+def test_users_add_on_a_terminal_asks_twice_without_echo(tmp_path):
+    import os
+    import pty
+    import select
+
+    users = tmp_path / "users"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI with the pseudo-terminal as its controlling terminal
+        os.execv(str(CLI), [str(CLI), "users", "add", "--users", str(users), "erin"])
+    seen = b""
+
+    def read_until(token: bytes) -> None:
+        nonlocal seen
+        while token not in seen:
+            ready, _, _ = select.select([fd], [], [], 60)
+            assert ready, f"no {token!r} from the terminal; got {seen!r}"
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            seen += chunk
+
+    read_until(b"password for erin: ")
+    os.write(fd, b"typed on a tty\n")
+    read_until(b"again: ")
+    os.write(fd, b"typed on a tty\n")
+    read_until(b"added user erin")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"typed on a tty" not in seen  # never echoed
+    assert UserBook(users).verify("erin", "typed on a tty")
