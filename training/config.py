@@ -137,10 +137,14 @@ def parse_hp_overrides(hyperparameters_cls, overrides) -> dict:
     return typed
 
 
-def build_hyperparameters(hyperparameters_cls, overrides: dict):
-    """The method's frozen Hyperparameters with the overrides applied (its own checks included)."""
+def build_hyperparameters(module, overrides: dict, *, backbone: str):
+    """The method's frozen Hyperparameters for this backbone, with the overrides applied (its own
+    checks included). A method whose paper gives one recipe per architecture (DINO: ViT and
+    ResNet) says which through `default_hyperparameters(backbone)`."""
+    recipe = getattr(module, "default_hyperparameters", None)
+    base = recipe(backbone) if recipe is not None else module.Hyperparameters()
     try:
-        return dataclasses.replace(hyperparameters_cls(), **overrides)
+        return dataclasses.replace(base, **overrides)
     except (ValueError, TypeError) as error:
         raise TrainingError(f"--hp: {error}") from error
 

@@ -100,7 +100,7 @@ class Trainer:
 
         module = method_module(cfg.method)  # options first: refuse bad ones before a long decode
         self.hp_overrides = parse_hp_overrides(module.Hyperparameters, cfg.hp)
-        self.hp = build_hyperparameters(module.Hyperparameters, self.hp_overrides)
+        self.hp = build_hyperparameters(module, self.hp_overrides, backbone=cfg.backbone)
         if cfg.cuda_graphs:
             self.check_cuda_graphs(module)
         if self.main and not cfg.resume:

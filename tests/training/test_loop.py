@@ -74,7 +74,8 @@ def test_loss_goes_down_and_embeddings_do_not_collapse(method, trained, sample_r
     from training.config import build_hyperparameters, parse_hp_overrides
 
     backbone, width = build_backbone(BackboneSpec(**config["backbone"]))
-    hp = build_hyperparameters(module.Hyperparameters, parse_hp_overrides(module.Hyperparameters, config["hp_overrides"]))
+    hp = build_hyperparameters(module, parse_hp_overrides(module.Hyperparameters, config["hp_overrides"]),
+                              backbone=config["backbone"]["name"])
     model = module.Method(backbone, width, hp)
     model.load_state_dict(state["model"])
     model.eval()

@@ -302,3 +302,13 @@ def test_losses_refuse_bad_arguments_with_a_clear_message(call, message):
 def test_hyperparameters_refuse_bad_values_naming_the_field(module, field, value):
     with pytest.raises(ValueError, match=field):
         module.Hyperparameters(**{field: value})
+
+
+def test_dino_uses_the_recipe_published_for_the_backbone():
+    from training.config import build_hyperparameters
+    from training.methods import dino
+
+    resnet = build_hyperparameters(dino, {}, backbone="resnet50")
+    vit = build_hyperparameters(dino, {"base_lr": 1e-3}, backbone="vit_s8")
+    assert (resnet.optimizer, resnet.base_lr, resnet.weight_decay_end) == ("sgd", 0.03, 1e-4)
+    assert (vit.optimizer, vit.base_lr, vit.weight_decay, vit.weight_decay_end) == ("adamw", 1e-3, 0.04, 0.4)

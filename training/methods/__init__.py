@@ -5,7 +5,8 @@ The contract every method module follows (no base class: a method is readable in
 - a frozen dataclass `Hyperparameters` holding the original paper's values, each cited, including
   the optimizer recipe it was published with: `optimizer` ("lars" | "sgd" | "adamw"), `base_lr`
   (scaled linearly by batch/256 unless the paper says otherwise), `weight_decay`, `warmup_epochs`,
-  and whatever the loss needs (temperatures, EMA momentum, projector sizes);
+  and whatever the loss needs (temperatures, EMA momentum, projector sizes); where the paper gives
+  one recipe per architecture, an optional `default_hyperparameters(backbone_name)` picks it (DINO);
 - a pure loss function over embeddings (e.g. `simclr_loss(z_a, z_b, temperature)`), computed in
   float32 whatever the autocast dtype, unit-tested against a direct float64 implementation;
 - an `nn.Module` named `Method` built as `Method(backbone, feature_dim, hp)` with

@@ -69,7 +69,7 @@ class Hyperparameters:
     # 0.0005 x batch/256 (--lr 0.0005), 10 linear warm-up epochs, cosine decay to --min_lr 1e-6,
     # weight decay cosine 0.04 -> 0.4 (--weight_decay, --weight_decay_end), no decay on biases and
     # norms (get_params_groups), per-tensor gradient clipping 3.0 (--clip_grad 3.0).
-    # For a ResNet backbone use RESNET_RECIPE below (the README's convnet recipe).
+    # ResNet backbones get RESNET_RECIPE below (the README's convnet recipe): default_hyperparameters.
     optimizer: str = "adamw"
     base_lr: float = 5e-4
     weight_decay: float = 0.04
@@ -107,6 +107,12 @@ class Hyperparameters:
 # (its global crop scale 0.14-1 is the augmentation's business). Departure: main_dino.py spares
 # biases and norms from weight decay under SGD too; the loop's SGD decays every tensor.
 RESNET_RECIPE = Hyperparameters(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, weight_decay_end=1e-4)
+
+
+def default_hyperparameters(backbone: str) -> Hyperparameters:
+    """The paper trains DINO on ResNet-50 (Figure 4) and on ViT-S/8 (Table 4): each with the
+    recipe the DINO authors published for that architecture."""
+    return RESNET_RECIPE if backbone.startswith("resnet") else Hyperparameters()
 
 
 @float32_loss
