@@ -20,8 +20,9 @@ def register_reproduce(subparsers) -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny backbone, a handful of steps, bundled sample data (CIFAR-10 sample stands in for "
                              "CIFAR-100/STL-10); the output says plainly that it is a smoke run")
-    parser.add_argument("--runs", default=None, metavar="DIR", help="where runs live (default runs/, smoke: runs-smoke/)")
-    parser.add_argument("--out", default="results", metavar="DIR", help="where NAME.md/.csv/.png go (default results/)")
+    parser.add_argument("--runs", default=None, metavar="DIR", help="where runs live (default runs/; --smoke: runs/smoke/)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="where NAME.md/.csv/.png go (default results/; --smoke: results/smoke/)")
     parser.add_argument("--data", default=None, metavar="REPO_OR_DIR",
                         help="the SP/AP dataset (Hub id or local repo folder) for runs that must be trained")
     parser.add_argument("--tiny-imagenet", default=None, metavar="DIR",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,7 @@ def _fmt(value: float | None, column: str) -> str:
     if column in ("Classes", "Samples"):
         return f"{value:,.0f}"
     if column.startswith("Time"):
-        return f"{value:.3g}" if value < 0.1 else f"{value:.2f}"
+        return f"{value:.3g}" if 0 < abs(value) < 0.1 else f"{value:.2f}"
     return f"{value:.2f}"
 
 
@@ -113,8 +114,9 @@ def write_plot(path: Path, experiment: Experiment, results: list[Result], smoke:
     columns = [c for c in experiment.columns if c not in ("Classes", "Samples") and not c.startswith("Time")]
     lookup = {(r.row, r.column): r for r in results}
     stand_ins = {r.column for r in results if "standing in" in r.note}
-    labels = [f"{c}\n(stand-in: CIFAR-10 sample)" if c in stand_ins else c for c in columns]
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(columns) * max(1, len(experiment.rows)) / 2), 4.2))
+    labels = [f"{c}\n(CIFAR-10 sample)" if c in stand_ins else c for c in columns]
+    width_inches = max(6.5, 2.0 * len(columns), 0.55 * len(columns) * len(experiment.rows))
+    figure, axis = plt.subplots(figsize=(width_inches, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     if experiment.plot == "lines":
         xs = list(range(len(columns)))
@@ -141,9 +143,8 @@ def write_plot(path: Path, experiment: Experiment, results: list[Result], smoke:
                              zorder=3, label="paper" if i == 0 else None)
         axis.set_xticks(range(len(columns)), labels)
     axis.set_ylabel({"top1": "top-1 (%)", "AP": "AP (%)"}.get(experiment.metric, experiment.metric))
-    title = experiment.title if len(experiment.title) < 70 else experiment.title.split(":")[0]
-    axis.set_title(("SMOKE RUN (not a reproduction): " if smoke else "") + title, fontsize=10,
-                   color="crimson" if smoke else "black")
+    title = ("SMOKE RUN (not a reproduction): " if smoke else "") + experiment.title
+    axis.set_title(textwrap.fill(title, width=int(13 * width_inches)), fontsize=10, color="crimson" if smoke else "black")
     axis.legend(fontsize=7, ncol=2)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()

@@ -22,12 +22,12 @@ def say(message: str) -> None:
 
 
 class Reproduction:
-    def __init__(self, name: str, smoke: bool, runs: str | None, out: str, data: str | None, device: str | None,
+    def __init__(self, name: str, smoke: bool, runs: str | None, out: str | None, data: str | None, device: str | None,
                  only: str | None, tiny_imagenet: str | None, voc: str | None):
         self.experiment = load_experiment(name)
         self.smoke = smoke
-        self.runs = Path(runs or ("runs-smoke" if smoke else "runs"))
-        self.out = Path(out)
+        self.runs = Path(runs or ("runs/smoke" if smoke else "runs"))
+        self.out = Path(out or ("results/smoke" if smoke else "results"))
         self.device = device or ("cpu" if smoke else "auto")
         self.only = only
         self.data, self.tiny_imagenet, self.voc = data, tiny_imagenet, voc
@@ -163,7 +163,7 @@ class Reproduction:
         return 0
 
 
-def reproduce(name: str, smoke: bool = False, runs: str | None = None, out: str = "results", data: str | None = None,
+def reproduce(name: str, smoke: bool = False, runs: str | None = None, out: str | None = None, data: str | None = None,
               device: str | None = None, only: str | None = None, dry_run: bool = False,
               tiny_imagenet: str | None = None, voc: str | None = None) -> int:
     return Reproduction(name, smoke, runs, out, data, device, only, tiny_imagenet, voc).run(dry_run)
