@@ -2,15 +2,20 @@
 
 Order of work, so that bad input never leaves anything behind:
 1. plan (builders.plan): select the pairs, draw AP, refuse short classes unless allowed;
-2. check (builders.sources): every referenced file exists and has its SHA-256, all offenders
-   listed, before any write;
-3. write (builders.shards) into a staging folder, shards in parallel, each with a completion
-   marker (builders.staging), so a killed build resumes;
+2. locate (builders.sources): every referenced file exists under the images root; its size is
+   all the shard plan needs. Missing files are refused here, before any write, together with
+   every file whose bytes differ (found by hashing the rest, writing nothing);
+3. write (builders.shards) into a private staging folder beside the output, shards in parallel,
+   each with a completion marker (builders.staging), so a killed build resumes. Each image is
+   hashed as it is read for writing. If any differs from the release, the writers stop, every
+   file not yet checked is hashed so that the refusal names every offender, and the staging
+   folder is deleted: the output folder is never written, and nothing is left behind;
 4. write the manifest configs and the card, then swap the staging folder into place.
 
+Checking while writing reads each file once instead of twice (a check pass, then the write).
 The output is a function of the plan and the image bytes only (no clocks, no local paths, fixed
-Parquet options), so two builds of the same input are byte-identical, and `materialize` can
-rebuild the same folder from the manifest release.
+Parquet options), so two builds of the same input are byte-identical, whatever the number of
+workers, and `materialize` can rebuild the same folder from the manifest release.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ from tqdm import tqdm
 
 from builders import layout
 from builders.plan import BuildSettings, ReleasePlan, plan_from_manifest
-from builders.shards import plan_shards, write_shard
-from builders.sources import check_sources
+from builders.shards import SourceCheck, plan_shards, write_shard
+from builders.sources import hash_problems, locate_sources, referenced_files, refusal
 from builders.staging import Staging, check_output_folder
 
 
@@ -64,36 +69,27 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
     out, root = Path(out), Path(images_root)
     workers = workers or default_workers()
     check_output_folder(out)
-    sizes = check_sources(plan, root, workers=workers, progress=progress)
+    sources, problems = locate_sources(plan, root)
+    referenced = len(referenced_files(plan)[0])
+    if problems:
+        problems += hash_problems(sources, workers=workers, progress=progress).values()
+        raise refusal(root, problems, referenced)
     if manifest_files is None:
         manifest_files = {layout.manifest_path(kind): plan.manifest_bytes(kind) for kind in layout.KINDS}
-    jobs = plan_shards(plan, sizes)
+    jobs = plan_shards(plan, {file: source.size for file, source in sources.items()})
     staging = Staging(out, _fingerprint(manifest_files, jobs))
+    check = SourceCheck()
     try:
         staging.open()
         todo = [job for job in jobs if staging.done_size(job.path) is None]
         resumed = len(jobs) - len(todo)
         total = sum(job.image_bytes for job in todo)
-        lock = threading.Lock()
-        with tqdm(total=total, desc="writing shards", unit="B", unit_scale=True, disable=not progress) as bar:
-            def advance(n: int) -> None:
-                with lock:
-                    bar.update(n)
-
-            def run(job) -> None:
-                size = write_shard(job, plan, root, staging.folder / job.path, sizes, advance)
-                staging.mark_done(job.path, size)
-
-            # Largest shards first keeps the workers busy until the end.
-            order = sorted(todo, key=lambda j: (-j.image_bytes, j.path))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(run, job) for job in order]
-                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in pending:
-                    future.cancel()
-                for future in futures:
-                    if future.done() and not future.cancelled() and future.exception() is not None:
-                        raise future.exception()
+        _write_shards(todo, plan, sources, staging, check, workers, total, progress)
+        if check.failed.is_set():
+            # Name every offender, not only those the writers met before they stopped.
+            final = {**check.problems, **hash_problems(sources, workers=workers, progress=progress)}
+            staging.discard()
+            raise refusal(root, list(final.values()), referenced)
         for relative, data in sorted(manifest_files.items()):
             staging.write_file(relative, data)
         file_stats = {relative: parquet_stats(staging.folder / relative)
@@ -103,6 +99,35 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
     finally:
         staging.close()
     return BuildResult(out, plan, len(jobs), resumed, sum(j.image_bytes for j in jobs), total)
+
+
+def _write_shards(jobs, plan: ReleasePlan, sources, staging: Staging, check: SourceCheck, workers: int,
+                  total: int, progress: bool) -> None:
+    """Write the shards on `workers` threads (pyarrow, reads and hashlib release the GIL); a
+    finished shard gets its completion marker. Stops early once `check` has failed."""
+    lock = threading.Lock()
+    with tqdm(total=total, desc="writing shards", unit="B", unit_scale=True, disable=not progress) as bar:
+        def advance(n: int) -> None:
+            with lock:
+                bar.update(n)
+
+        def run(job) -> None:
+            if check.failed.is_set():
+                return
+            size = write_shard(job, plan, sources, staging.folder / job.path, check, advance)
+            if size is not None:
+                staging.mark_done(job.path, size)
+
+        # Largest shards first keeps the workers busy until the end.
+        order = sorted(jobs, key=lambda j: (-j.image_bytes, j.path))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run, job) for job in order]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in futures:
+                if future.done() and not future.cancelled() and future.exception() is not None:
+                    raise future.exception()
 
 
 def _fingerprint(manifest_files: dict[str, bytes], jobs) -> str:

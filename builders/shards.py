@@ -6,8 +6,9 @@ SHA-256 check pins down, so the same release gives the same shards on any machin
 
 A shard is written by streaming its images into row groups of at most
 `layout.ROW_GROUP_IMAGE_BYTES`, so memory stays bounded whatever the size of the dataset. The
-original file bytes go in unchanged (`{"bytes", "path"}`, the `datasets` Image storage); each is
-hashed again on the way in, so a file changed after the check cannot slip into a release.
+original file bytes go in unchanged (`{"bytes", "path"}`, the `datasets` Image storage), and
+each is hashed as it is read, the one read of it a build makes: bytes that differ from the
+release never reach a finished shard.
 """
 from __future__ import annotations
 
@@ -24,11 +25,7 @@ import pyarrow.parquet as pq
 
 from builders import layout
 from builders.plan import ReleasePlan
-from pair_manifest.errors import UserError
-
-
-class SourceChanged(UserError):
-    """An image's bytes changed between the check and the write."""
+from builders.sources import Source
 
 
 @dataclass(frozen=True)
@@ -84,35 +81,56 @@ def row_groups(row_bytes: list[int]) -> list[tuple[int, int]]:
     return groups
 
 
-def write_shard(job: ShardJob, plan: ReleasePlan, images_root: Path, target: Path, sizes: dict[str, int],
-                on_bytes: Callable[[int], None] = lambda n: None) -> int:
-    """Write `target` (via `target.partial`, fsynced, then renamed); return its size in bytes."""
+class SourceCheck:
+    """What the writers found while hashing the bytes they read, shared by all of them.
+
+    A file whose bytes differ from the release makes the build fail; once one is found, every
+    writer stops at its next file (`failed`), since the staging folder will be thrown away."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, str] = {}
+        self.failed = threading.Event()
+        self._lock = threading.Lock()
+
+    def report(self, file: str, problem: str) -> None:
+        with self._lock:
+            self.problems.setdefault(file, problem)
+        self.failed.set()
+
+
+def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], target: Path, check: SourceCheck,
+                on_bytes: Callable[[int], None] = lambda n: None) -> int | None:
+    """Write `target` (via `target.partial`, fsynced, then renamed); return its size in bytes, or
+    None, leaving nothing, if a source's bytes did not match (`check` names it) or another
+    writer found one."""
     schema = layout.features(job.kind, plan.class_wnids, images=True).arrow_schema
     small = plan.table(job.kind).take(pa.array(job.rows, pa.int64()))
     file_columns = layout.FILE_COLUMNS[job.kind]
     files = {c: small.column(c).to_pylist() for c in file_columns}
-    hashes = {c: small.column(s).to_pylist() for c, s in zip(file_columns, layout.SHA_COLUMNS[job.kind])}
-    row_bytes = [sum(sizes[files[c][i]] for c in file_columns) for i in range(small.num_rows)]
+    row_bytes = [sum(sources[files[c][i]].size for c in file_columns) for i in range(small.num_rows)]
     partial = target.with_name(target.name + ".partial")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         # A path, not a Python file object: pyarrow then writes natively, without the GIL.
-        with pq.ParquetWriter(str(partial), schema, **layout.writer_options(job.kind, images=True)) as writer:
+        with pq.ParquetWriter(str(partial), schema, **layout.writer_options(job.kind, images=True)) as writer, \
+                _Flusher(partial) as flusher:
             for start, stop in row_groups(row_bytes):
                 columns = {name: small.column(name).slice(start, stop - start) for name in small.column_names}
-                images = _read_images(images_root, [(files[c][start:stop], hashes[c][start:stop])
-                                                    for c in file_columns], sizes)
+                images = _read_images([files[c][start:stop] for c in file_columns], sources, check)
+                if images is None:
+                    break
                 for image_column, file_column, data in zip(layout.IMAGE_COLUMNS[job.kind], file_columns, images):
                     columns[image_column] = pa.StructArray.from_arrays(
                         [data, pa.array(files[file_column][start:stop], pa.string())], names=["bytes", "path"])
                 writer.write_table(pa.table([columns[n] for n in schema.names], schema=schema),
                                    row_group_size=stop - start)
+                flusher.start_writeback()
                 on_bytes(sum(row_bytes[start:stop]))
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if check.failed.is_set():
+            partial.unlink(missing_ok=True)
+            return None
+        with _Flusher(partial) as flusher:
+            flusher.fsync()
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -120,6 +138,43 @@ def write_shard(job: ShardJob, plan: ReleasePlan, images_root: Path, target: Pat
     return target.stat().st_size
 
 
+class _Flusher:
+    """Durability of a shard written by pyarrow (which holds its own descriptor): writeback of each
+    row group is started as soon as it is written (`sync_file_range`, Linux), so the disk works
+    while the next row group is read, and the closing `fsync` waits for little more than the last
+    row group instead of the whole shard."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> "_Flusher":
+        self.fd = os.open(self.path, os.O_RDONLY)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+    def start_writeback(self) -> None:
+        if _sync_file_range is not None:
+            _sync_file_range(self.fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE: start, do not wait
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+
+def _load_sync_file_range():
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
 _buffers = threading.local()
 
 
@@ -133,20 +188,26 @@ def _row_group_buffer(size: int) -> pa.Buffer:
     return buffer
 
 
-def _read_images(root: Path, columns: list[tuple[list[str], list[str]]], sizes: dict[str, int]) -> list[pa.BinaryArray]:
+def _read_images(columns: list[list[str]], sources: dict[str, Source], check: SourceCheck) -> list[pa.BinaryArray] | None:
     """The files of each image column as Arrow binary arrays, read straight into one buffer (one
-    copy from the page cache, none per image), each checked against its SHA-256 on the way."""
-    total = sum(sizes[name] for names, _ in columns for name in names)
+    copy from the page cache, none per image), each hashed on the way: this is the only time a
+    build reads an image, so it is where the SHA-256 is checked. None once the build has failed."""
+    total = sum(sources[name].size for names in columns for name in names)
     buffer = _row_group_buffer(total)
     view = memoryview(buffer).cast("B")
     arrays, base = [], 0
     try:
-        for names, digests in columns:
-            lengths = np.array([sizes[name] for name in names], dtype=np.int64)
+        for names in columns:
+            lengths = np.array([sources[name].size for name in names], dtype=np.int64)
             offsets = np.zeros(len(names) + 1, dtype=np.int32)
             np.cumsum(lengths, out=offsets[1:])
-            for name, digest, start, stop in zip(names, digests, offsets[:-1].tolist(), offsets[1:].tolist()):
-                _read_into(root / name, name, view[base + start:base + stop], digest)
+            for name, start, stop in zip(names, offsets[:-1].tolist(), offsets[1:].tolist()):
+                if check.failed.is_set():
+                    return None
+                problem = _read_into(name, sources[name], view[base + start:base + stop])
+                if problem:
+                    check.report(name, problem)
+                    return None
             data = buffer.slice(base, int(offsets[-1]))
             arrays.append(pa.BinaryArray.from_buffers(pa.binary(), len(names), [None, pa.py_buffer(offsets), data]))
             base += int(offsets[-1])
@@ -155,17 +216,25 @@ def _read_images(root: Path, columns: list[tuple[list[str], list[str]]], sizes: 
     return arrays
 
 
-def _read_into(path: Path, name: str, target: memoryview, digest: str) -> None:
+def _read_into(name: str, source: Source, target: memoryview) -> str | None:
+    """Fill `target` with the file and check its SHA-256; the problem, if any."""
     try:
-        with open(path, "rb", buffering=0) as handle:
+        fd = os.open(source.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
             filled = 0
             while filled < len(target):
-                count = handle.readinto(target[filled:])
+                count = os.readv(fd, [target[filled:]])
                 if not count:
                     break
                 filled += count
-            grown = handle.read(1)
+            grown = os.read(fd, 1)
+        finally:
+            os.close(fd)
     except OSError as error:
-        raise SourceChanged(f"{name}: became unreadable during the build ({error.strerror or error})") from None
-    if filled != len(target) or grown or hashlib.sha256(target).hexdigest() != digest:
-        raise SourceChanged(f"{name}: bytes changed during the build (no longer match sha256 {digest[:16]}…)")
+        return f"{name}: cannot be read ({error.strerror or error})"
+    if filled != len(target) or grown:
+        return f"{name}: changed size during the build ({source.size} bytes when located)"
+    actual = hashlib.sha256(target).hexdigest()
+    if actual != source.sha256:
+        return f"{name}: bytes differ from the release (sha256 {actual[:16]}…, expected {source.sha256[:16]}…)"
+    return None

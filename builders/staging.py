@@ -6,6 +6,10 @@ at any point restarts where it stopped; a marker records the plan's fingerprint,
 manifest or setting starts over instead of mixing two builds. When every file is there, the
 staging folder replaces the output folder with one rename (an atomic exchange on Linux when an
 older build is being replaced): readers see the old build or the new one, never half of one.
+
+The staging folder is the build's private workspace, not part of its output: a build refused
+while writing (an image whose bytes differ from the release) deletes it with `discard`, so the
+output folder is never touched and nothing is left behind.
 """
 from __future__ import annotations
 
@@ -64,6 +68,8 @@ class Staging:
         self.folder = out.parent / f".{out.name}.partial"
         self.fingerprint = fingerprint
         self._lock_fd: int | None = None
+        self._made: list[Path] = []  # folders above the output that open() created
+
 
     @property
     def control(self) -> Path:
@@ -71,7 +77,9 @@ class Staging:
 
     def open(self) -> int:
         """Create or resume; return how many shards are already done."""
+        missing = [p for p in [self.out.parent, *self.out.parent.parents] if not p.exists()]
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._made = missing
         self.folder.mkdir(exist_ok=True)
         self._lock()
         plan_file = self.control / "plan.json"
@@ -136,6 +144,16 @@ class Staging:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+
+    def discard(self) -> None:
+        """Throw the staging folder away (a refused build), and any folder open() made for it."""
+        self.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for folder in self._made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def finish(self) -> None:
         """Drop the control files, then put the staged folder in place of the output."""

@@ -109,3 +109,43 @@ def test_rebuilding_replaces_an_earlier_release_in_one_step(built_release, relea
     assert not (out / "sp" / "tier100").exists()  # nothing of the old build survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["semantic_pairs"]  # no staging or old copy left
     assert tree_bytes(out) != tree_bytes(built_release)
+
+
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_files_found_changed_while_writing_are_all_named_and_nothing_is_left(release_inputs, tmp_path):
+    """No file is missing, so the build starts writing and meets the changed bytes as it reads
+    them: it stops, still names every changed file (one sits in a shard no writer reached), and
+    deletes its staging folder and the folders it made."""
+    images = tmp_path / "images"
+    shutil.copytree(release_inputs.images, images)
+    rows = release_inputs.pairs
+    same_size, grown, late = rows[0]["file_a"], rows[100]["file_b"], rows[-1]["file_b"]
+    _flip_last_byte(images / same_size)
+    (images / grown).write_bytes((images / grown).read_bytes() + b"changed")
+    _flip_last_byte(images / late)
+    out = tmp_path / "release" / "semantic_pairs"
+    result = cli(*build_args(release_inputs, images, out, "--allow-short", "--workers", "1"))
+    assert result.returncode == 1, result.stderr
+    assert "3 of " in result.stderr and "nothing was written" in result.stderr
+    for file in (same_size, grown, late):
+        assert f"{file}: bytes differ from the release" in result.stderr
+    assert not (tmp_path / "release").exists()
+
+
+def test_a_refused_rebuild_leaves_the_earlier_release_untouched(built_release, release_inputs, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(release_inputs.images, images)
+    changed = release_inputs.pairs[0]["file_a"]  # rank 0: in every build
+    _flip_last_byte(images / changed)
+    out = tmp_path / "semantic_pairs"
+    shutil.copytree(built_release, out)
+    before = tree_bytes(out)
+    result = cli(*build_args(release_inputs, images, out, "--allow-short", "--pairs-per-class", 20))
+    assert result.returncode == 1 and f"{changed}: bytes differ from the release" in result.stderr
+    assert tree_bytes(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "semantic_pairs"]  # no staging left
