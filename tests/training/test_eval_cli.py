@@ -59,7 +59,7 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path, dataset, capsys):
 
     (run / "checkpoints" / "last.pt").write_bytes(b"truncated")
     assert main(["eval", "linear", "--run", str(run), "--dataset", str(dataset)]) == 2
-    assert "last.pt: cannot be read as a checkpoint" in capsys.readouterr().err
+    assert "last.pt: not a readable checkpoint" in capsys.readouterr().err
 
 
 def test_help_does_not_import_torch():

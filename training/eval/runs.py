@@ -3,8 +3,9 @@
 A run folder holds `config.json` (with `"backbone": {"name", "stem", "image_size"}` and
 `"resolution"`) and `checkpoints/last.pt` whose `eval_backbone` entry is the state_dict of the
 network the method says to evaluate (online network for BYOL/MoCo, teacher for DINO; see
-`training/methods/__init__.py`). The checkpoint's SHA-256 keys the feature cache, so a resumed
-or retrained run never reuses stale features.
+`training/methods/__init__.py`). Loading is the training package's `load_eval_backbone`. The
+checkpoint's SHA-256 keys the feature cache, so a resumed or retrained run never reuses stale
+features.
 """
 from __future__ import annotations
 
@@ -97,32 +98,13 @@ def load_run(run_dir: str | Path) -> EvalRun:
 
 
 def _load_eval_backbone(run_dir: Path) -> tuple[nn.Module, dict]:
-    """Rebuild the backbone from config.json and load `eval_backbone` from checkpoints/last.pt."""
-    import torch
+    """The training package's loader (`training.checkpoints.load_eval_backbone`); a state dict that
+    does not fit the configured backbone becomes a one-line error instead of a traceback."""
+    from training.checkpoints import load_eval_backbone
 
-    from training.backbones import BackboneSpec, build_backbone
-
-    config = read_config(run_dir)
-    where = run_dir / "config.json"
-    fields = config["backbone"]
     try:
-        spec = BackboneSpec(
-            name=fields.get("name", "resnet50"), stem=fields.get("stem", "imagenet"),
-            image_size=int(fields.get("image_size", 64)),
-        )
-        backbone, _ = build_backbone(spec)
-    except (ValueError, TypeError) as error:
-        raise EvalError(f"{where}: backbone: {error}") from None
-    path = run_dir / CHECKPOINT
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a truncated or foreign file
-        raise EvalError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or "eval_backbone" not in state:
-        raise EvalError(f"{path}: has no 'eval_backbone' entry")
-    try:
-        backbone.load_state_dict(state["eval_backbone"])
-    except RuntimeError as error:
+        return load_eval_backbone(run_dir)
+    except (RuntimeError, ValueError) as error:
         first = str(error).strip().splitlines()[0]
-        raise EvalError(f"{path}: eval_backbone does not fit backbone {spec.name} ({first})") from None
-    return backbone, config
+        name = (read_config(run_dir).get("backbone") or {}).get("name")
+        raise EvalError(f"{run_dir / CHECKPOINT}: eval_backbone does not fit backbone {name} ({first})") from None
