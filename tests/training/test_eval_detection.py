@@ -138,3 +138,32 @@ def test_training_resumes_from_its_saved_state(devkit, tmp_path):
     resumed = train_detector(c4_detector(backbone, 4, hp, (0.5,) * 3, (0.25,) * 3), split, hp, torch.device("cpu"), 0, state)
     assert [row["iteration"] for row in resumed] == [0, 1, 2]  # 0, 1 from the state, 2 trained again
     assert resumed[:2] == first[:2]
+
+
+def test_hub_layout_detection_data_reads_like_the_devkit(devkit, tmp_path):
+    """The same sample as Parquet in a Hub layout (image + objects{bbox, category, difficult}),
+    read through the real `load_dataset`: same images, boxes, classes (from the ClassLabel)."""
+    import datasets
+
+    source = open_detection(str(devkit), SAMPLE_CLASSES)
+    features = datasets.Features({
+        "image": datasets.Image(),
+        "objects": {"bbox": datasets.List(datasets.List(datasets.Value("float32"))),
+                    "category": datasets.List(datasets.ClassLabel(names=list(SAMPLE_CLASSES))),
+                    "difficult": datasets.List(datasets.Value("bool"))},
+    })
+    (tmp_path / "voc_hub" / "data").mkdir(parents=True)
+    for split_name, split in (("train", source.train), ("test", source.test)):
+        rows = {"image": [], "objects": []}
+        for path, annotation in zip(split.images, split.annotations):
+            rows["image"].append({"bytes": path.read_bytes(), "path": None})
+            rows["objects"].append({"bbox": annotation.boxes.tolist(), "category": (annotation.labels - 1).tolist(),
+                                    "difficult": annotation.difficult.tolist()})
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(
+            str(tmp_path / "voc_hub" / "data" / f"{split_name}-00000-of-00001.parquet"))
+    hub = open_detection(str(tmp_path / "voc_hub"))
+    assert hub.classes == SAMPLE_CLASSES
+    assert (len(hub.train), len(hub.test)) == (12, 8)
+    for a, b in zip(source.test.annotations, hub.test.annotations):
+        assert np.allclose(a.boxes, b.boxes) and (a.labels == b.labels).all() and (a.difficult == b.difficult).all()
+    assert np.array_equal(np.asarray(hub.test.image(3)), np.asarray(source.test.image(3)))

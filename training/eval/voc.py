@@ -156,9 +156,9 @@ def open_detection(name: str, classes: tuple[str, ...] | None = None) -> Detecti
     train_name = next((s for s in ("trainval", "train") if s in loaded), None)
     if train_name is None or "test" not in loaded:
         raise EvalError(f"--dataset {name}: has splits {sorted(loaded)}, needs train (or trainval) and test")
-    if classes is None:
-        feature = loaded[train_name].features.get("objects")
-        category = feature.get("category") if isinstance(feature, dict) else getattr(feature, "feature", {}).get("category")
+    if classes is None:  # the class names of a ClassLabel `category` (a List of ClassLabel), else VOC's
+        objects = loaded[train_name].features.get("objects")
+        category = objects.get("category") if isinstance(objects, dict) else None
         names = getattr(getattr(category, "feature", category), "names", None)
         classes = tuple(names) if names else VOC_CLASSES
     classes = tuple(classes)
