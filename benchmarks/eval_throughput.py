@@ -92,7 +92,7 @@ def main() -> int:
     except EvalError as error:
         fallback = str(REPO / "sample_data" / "cifar10")
         print(f"note: {error}; using the bundled CIFAR-10 sample instead", file=sys.stderr)
-        data, dataset_note = open_dataset(fallback), "bundled CIFAR-10 sample (600 train / 300 test)"
+        data, dataset_note = open_dataset(fallback), "bundled CIFAR-10 sample"
         args.dataset = fallback
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     print(f"# eval throughput  {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
