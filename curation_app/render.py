@@ -108,6 +108,12 @@ def render_notes(view: View) -> str:
     return f'<div class="sp-notes"><ul>{items}</ul></div>'
 
 
+def render_key_strip() -> str:
+    """The main keys in one line at the top of the page, always in view."""
+    return '<span class="sp-strip">' + " ".join(
+        f"<kbd>{escape(k)}</kbd> {escape(v)}" for k, v in SHORTCUTS) + "</span>"
+
+
 def render_shortcuts() -> str:
     def keys(pairs):
         return " · ".join(f"<kbd>{escape(k)}</kbd> {escape(v)}" for k, v in pairs)

@@ -176,9 +176,7 @@ class Curation:
             mode = self.work.mode(annotator)
             notes: list[str] = []
             item = self._checked_current(annotator, mode, key, notes)
-            if item is None or not item.files:
-                if item is not None and not item.files:
-                    notes.append("Nothing to decide here.")
+            if item is None:
                 return self._view(annotator, mode, self._resume(annotator, mode, notes), notes)
             if mode == "pick":
                 return self._pick_page_or_skip(annotator, item, verdict, notes)
@@ -203,7 +201,7 @@ class Curation:
                 notes.append("Picking works in pick mode (press p).")
                 return self._view(annotator, mode, self._resume(annotator, mode, notes), notes)
             item = self._checked_current(annotator, mode, key, notes)
-            if item is None or not item.files:
+            if item is None:
                 return self._view(annotator, mode, self._resume(annotator, mode, notes), notes)
             if file not in item.candidates:
                 notes.append(f"{file!s} is not one of the candidates shown; nothing recorded.")
@@ -329,8 +327,9 @@ class Curation:
     # -- current item: resume, check, allocate -----------------------------------------------
 
     def _checked_current(self, annotator: str, mode: str, key: str, notes: list[str]) -> Item | None:
-        """The current item if the client acted on it and it is still valid; otherwise None and a
-        note saying why (the caller then shows the current item)."""
+        """The current item if the client acted on it and it is still valid (never the "nothing to
+        do" placeholder); otherwise None and a note saying why (the caller then shows the current
+        item)."""
         item = self.work.current(annotator, mode)
         if item is None or key != item.key:
             done = self.store.decision_for_key(key) if key else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from html import escape
 from importlib import resources
 
 import gradio as gr
@@ -18,7 +19,7 @@ from pair_manifest.errors import UserError
 from pair_manifest.store import TAGS
 
 from curation_app.progress import ProgressBoard
-from curation_app.render import render_item, render_notes, render_progress, render_shortcuts
+from curation_app.render import render_item, render_key_strip, render_notes, render_progress, render_shortcuts
 from curation_app.service import Curation, View
 from curation_app.workstate import MODES
 
@@ -122,8 +123,8 @@ class Handlers:
     def header(self, request: gr.Request):
         who = self.who(request)
         sign_out = ' · <a href="logout">sign out</a>' if self.local_user is None else ""
-        return (f'<div class="sp-header"><span class="sp-title">Semantic pairs</span>'
-                f'<span class="sp-who">signed in as <b>{who}</b>{sign_out}</span></div>')
+        return (f'<div class="sp-header"><span class="sp-title">Semantic pairs</span>{render_key_strip()}'
+                f'<span class="sp-who">signed in as <b>{escape(who)}</b>{sign_out}</span></div>')
 
 
 def build_blocks(curation: Curation, board: ProgressBoard, *, local_user: str | None) -> gr.Blocks:

@@ -76,7 +76,7 @@ def main() -> None:
                 press(alice, "a")  # accepted with "viewpoint"
                 press(alice, "a")
                 choose_class(alice, "water_bottle")
-                for _ in range(3):
+                for _ in range(8):  # one reject in four joins the review queue
                     press(alice, "r")
                 alice.keyboard.press("1")
                 alice.keyboard.press("5")
@@ -93,7 +93,7 @@ def main() -> None:
 
                 bob = login(browser, server.url, "bob")
                 press(bob, "v")
-                for key in ("a", "r"):
+                for key in ("a", "r", "r"):  # confirm, refute, ...: blind, as annotators review
                     press(bob, key)
                 bob.click("#sp-refresh")
                 bob.wait_for_timeout(800)
