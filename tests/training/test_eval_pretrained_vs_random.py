@@ -13,6 +13,7 @@ asserts a gain on the linear probe and on the mean of both; the run is determini
 A larger margin needs minutes of CPU training, which this suite cannot afford."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from training.config import TrainConfig
@@ -22,6 +23,7 @@ from training.loop import train
 from .eval_support import make_run
 
 
+@pytest.mark.slow  # about 30 s of CPU training
 def test_brief_simclr_pretraining_beats_the_random_initialisation(sample_repo, training_cache, cifar10_root, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -79,6 +79,7 @@ def smoke(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # the shared fixture trains ~27 tiny runs: about a minute on 2 cores
 @pytest.mark.parametrize("name", NAMES)
 def test_smoke_reproduction_writes_its_table_and_figure(smoke, name):
     experiment = load_experiment(name)

@@ -60,7 +60,7 @@ def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, 
         return loss
 
     optimizer.step(closure)
-    iterations = optimizer.state[optimizer._params[0]].get("n_iter", 0)
+    iterations = optimizer.state[weight].get("n_iter", 0)
     return LinearClassifier(weight.detach(), bias.detach(), int(iterations))
 
 
