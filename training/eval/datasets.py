@@ -157,6 +157,7 @@ def _open_hub(name: str, repo_id: str, image_column: str | None, label_column: s
     for split in SPLITS:
         table = loaded[split].cast_column(image_column, datasets.Image(decode=False))
         labels = np.asarray(table[label_column], dtype=np.int64)
+        table = table.select_columns([image_column])  # row access then reads only the image bytes
         splits[split] = Split(
             where=f"{name}:{split}", classes=(), labels=labels, fingerprint=table._fingerprint,
             table=table, image_column=image_column,
