@@ -12,7 +12,7 @@ NAMES = ("figure4", "table1", "table2", "table3", "table4", "table5", "figure5")
 def register_reproduce(subparsers) -> None:
     parser = subparsers.add_parser(
         "reproduce", help="regenerate one of the paper's tables/figures: train what is missing, evaluate, compare",
-        description="Reads training/reproduce/experiments/NAME.yaml, reuses finished runs under --runs, trains the "
+        description="Reads training/reproduce/experiment_files/NAME.yaml, reuses finished runs under --runs, trains the "
                     "missing ones, evaluates them and writes OUT/NAME.md, .csv and .png with the paper's numbers "
                     "and the deltas. --smoke runs the same chain on the bundled sample on CPU in minutes.",
     )

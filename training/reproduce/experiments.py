@@ -1,4 +1,4 @@
-"""Experiment files (`experiments/NAME.yaml`) and the paper's numbers (`paper_numbers.yaml`),
+"""Experiment files (`experiment_files/NAME.yaml`) and the paper's numbers (`paper_numbers.yaml`),
 read and checked into cells: one (row, column) of a table = one run spec + what to read from it.
 
 A row and a column each contribute run fields (method, config, epochs, aug, backbone, subset) on
@@ -19,7 +19,7 @@ import yaml
 from training.eval.errors import EvalError
 
 HERE = Path(__file__).resolve().parent
-EXPERIMENTS = HERE / "experiments"
+EXPERIMENTS = HERE / "experiment_files"
 PAPER_NUMBERS = HERE / "paper_numbers.yaml"
 RUN_FIELDS = ("method", "config", "epochs", "aug", "backbone", "subset", "hp")
 EVAL_KINDS = ("linear", "knn", "finetune", "detection")
