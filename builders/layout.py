@@ -29,6 +29,7 @@ MAX_SHARD_BYTES = 500_000_000
 SHARD_IMAGE_BYTES = 450_000_000
 ROW_GROUP_IMAGE_BYTES = 64 << 20
 ROW_GROUP_MAX_ROWS = 1000
+IMAGES_PER_PAGE = 16
 
 MANIFEST_FOLDER = "manifest"
 CARD_FILE = "README.md"
@@ -140,6 +141,10 @@ def writer_options(kind: str, *, images: bool) -> dict:
 
     Image bytes are stored as they are: JPEG does not compress further, and no dictionary or
     statistics are kept for them. The small columns get zstd, dictionaries and statistics.
+    Image pages hold IMAGES_PER_PAGE images (about 1-2 MB at ImageNet sizes): pyarrow checks
+    the page size once per write batch, so a default batch (1024 rows) would make each row
+    group's image column one page of up to 64 MiB, which costs the writer (builders.direct_file)
+    a fresh 64 MiB allocation per page.
     """
     small = list(SP_MANIFEST_COLUMNS if kind == "sp" else AP_MANIFEST_COLUMNS)
     small_paths = [f"{c}.list.element" if c == "tags" else c for c in small]
@@ -150,4 +155,5 @@ def writer_options(kind: str, *, images: bool) -> dict:
             compression[f"{column}.path"] = "zstd"
             small_paths.append(f"{column}.path")
     return dict(compression=compression, use_dictionary=small_paths, write_statistics=small_paths,
-                store_schema=True, write_page_index=False, version="2.6", data_page_version="1.0")
+                store_schema=True, write_page_index=False, version="2.6", data_page_version="1.0",
+                **({"write_batch_size": IMAGES_PER_PAGE} if images else {}))

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders import layout
+from builders.direct_file import DirectFile
 from builders.plan import ReleasePlan
 from builders.sources import Source
 
@@ -110,10 +111,9 @@ def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], ta
     row_bytes = [sum(sources[files[c][i]].size for c in file_columns) for i in range(small.num_rows)]
     partial = target.with_name(target.name + ".partial")
     target.parent.mkdir(parents=True, exist_ok=True)
+    sink = DirectFile(partial)
     try:
-        # A path, not a Python file object: pyarrow then writes natively, without the GIL.
-        with pq.ParquetWriter(str(partial), schema, **layout.writer_options(job.kind, images=True)) as writer, \
-                _Flusher(partial) as flusher:
+        with pq.ParquetWriter(sink, schema, **layout.writer_options(job.kind, images=True)) as writer:
             for start, stop in row_groups(row_bytes):
                 columns = {name: small.column(name).slice(start, stop - start) for name in small.column_names}
                 images = _read_images([files[c][start:stop] for c in file_columns], sources, check)
@@ -124,57 +124,20 @@ def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], ta
                         [data, pa.array(files[file_column][start:stop], pa.string())], names=["bytes", "path"])
                 writer.write_table(pa.table([columns[n] for n in schema.names], schema=schema),
                                    row_group_size=stop - start)
-                flusher.start_writeback()
                 on_bytes(sum(row_bytes[start:stop]))
         if check.failed.is_set():
+            sink.close()
             partial.unlink(missing_ok=True)
             return None
-        with _Flusher(partial) as flusher:
-            flusher.fsync()
+        sink.finish()
         os.replace(partial, target)
     except BaseException:
+        sink.close()
         partial.unlink(missing_ok=True)
         raise
-    return target.stat().st_size
+    return sink.size
 
 
-class _Flusher:
-    """Durability of a shard written by pyarrow (which holds its own descriptor): writeback of each
-    row group is started as soon as it is written (`sync_file_range`, Linux), so the disk works
-    while the next row group is read, and the closing `fsync` waits for little more than the last
-    row group instead of the whole shard."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self) -> "_Flusher":
-        self.fd = os.open(self.path, os.O_RDONLY)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)
-
-    def start_writeback(self) -> None:
-        if _sync_file_range is not None:
-            _sync_file_range(self.fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE: start, do not wait
-
-    def fsync(self) -> None:
-        os.fsync(self.fd)
-
-
-def _load_sync_file_range():
-    try:
-        import ctypes
-
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return function
-
-
-_sync_file_range = _load_sync_file_range()
 _buffers = threading.local()
 
 
