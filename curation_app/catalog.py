@@ -7,9 +7,8 @@ keep the server from starting for a minute. Files the scan rejects, and files th
 (decoding a preview, hashing on accept), are recorded in the work state, logged, and never shown
 again; the annotator sees a note instead of a stack trace.
 
-The per-class scan applies `pair_manifest.scan`'s rules (same `probe`, same reasons) but first
-refuses, without opening them, files that resolve into the project folder or to the users file.
-Opening the decision store through any other file descriptor would silently drop SQLite's POSIX
+The per-class scan is `pair_manifest.scan.scan_class` with the project folder and the users file
+protected: it refuses, without opening them, files that resolve there. Opening the decision store through any other file descriptor would silently drop SQLite's POSIX
 locks for the whole server process, and another process could then checkpoint and delete the
 write-ahead log under it: acknowledged decisions would be lost. (A test found exactly that with a
 symlink to the store in a class folder.)
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from pair_manifest.classes import ClassSelection
 from pair_manifest.errors import UserError
-from pair_manifest.images import ImageReadError, is_image_name, probe
+from pair_manifest.scan import is_protected, scan_class
 
 from curation_app.workstate import WorkState
 
@@ -38,7 +37,7 @@ class Catalog:
             raise UserError(f"{self.root}: images root is not a folder")
         self.real_root = self.root.resolve()
         self.project_dir = Path(project_dir).resolve()
-        self.protected_files = tuple(Path(p).resolve() for p in protected_files)
+        self._guarded = (str(self.project_dir), *(str(Path(p).resolve()) for p in protected_files))
         self.selection = selection
         self.work = work
         with os.scandir(self.root) as entries:
@@ -75,36 +74,15 @@ class Catalog:
 
     def protected(self, real: Path) -> bool:
         """A resolved path the app must never open or serve: the users file, and anything in the
-        project folder (decision store, work state, caches) unless it lies in an images root that
-        itself sits inside the project folder."""
-        if real in self.protected_files:
-            return True
-        in_project = real == self.project_dir or self.project_dir in real.parents
-        images_in_project = self.project_dir in self.real_root.parents
-        return in_project and not (images_in_project and self.real_root in real.parents)
+        project folder (decision store, work state, caches); the scan's own rule."""
+        return is_protected(str(real), str(self.real_root), self._guarded)
 
     def _scan(self, wnid: str) -> list[str]:
-        usable = []
-        with os.scandir(self.root / wnid) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False) or not is_image_name(entry.name):
-                    continue  # `scan` lists these as ignored; they are never candidates
-                real = Path(os.path.realpath(entry.path))
-                if self.protected(real):
-                    reason = "a project or users file behind an image name (never opened)"
-                elif self.real_root not in real.parents:
-                    reason = "symlink pointing outside the images root"
-                else:
-                    try:
-                        probe(entry.path)
-                    except ImageReadError as error:
-                        reason = f"{error.reason}: {error.detail}"
-                    else:
-                        usable.append(f"{wnid}/{entry.name}")
-                        continue
-                if self.work.mark_bad(wnid, f"{wnid}/{entry.name}", reason):
-                    log.warning("unusable image skipped: %s/%s: %s", wnid, entry.name, reason)
-        return sorted(usable)
+        usable, rejected, _ = scan_class(self.root, wnid, self._guarded)
+        for name, reason in rejected:
+            if self.work.mark_bad(wnid, f"{wnid}/{name}", reason):
+                log.warning("unusable image skipped: %s/%s: %s", wnid, name, reason)
+        return [f"{wnid}/{name}" for name in usable]
 
     def mark_bad(self, wnid: str, file: str, reason: str) -> str:
         """Record an image that failed while curating; returns the note shown to the annotator."""

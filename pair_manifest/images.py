@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,35 +80,33 @@ def probe(path: str | Path) -> ImageInfo:
     return info
 
 
+# Every read path here refuses images over MAX_PIXELS itself (below), so Pillow's warning for
+# images between its limit and twice its limit is only noise. Set once at import: toggling warning
+# filters or Image.MAX_IMAGE_PIXELS per call would race in a threaded server.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
 def _header_info(handle, path: Path) -> ImageInfo:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(handle) as image:
-                info = ImageInfo(image.format or "?", image.width, image.height, image.mode)
-        except UnidentifiedImageError:
-            raise ImageReadError(path, NOT_AN_IMAGE, "the bytes are not in any image format Pillow reads") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            info = None
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ImageReadError(path, CORRUPT, str(error)) from None
-    if info is None or info.width * info.height > MAX_PIXELS:
-        width, height = _dimensions_unchecked(handle)
-        raise ImageReadError(
-            path, TOO_LARGE,
-            f"{width}x{height} = {width * height / 1e6:.0f} megapixels exceeds the limit of {MAX_PIXELS / 1e6:.0f} megapixels",
-        )
-    return info
-
-
-def _dimensions_unchecked(handle) -> tuple[int, int]:
-    handle.seek(0)
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(handle) as image:
-            return image.size
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+            info = ImageInfo(image.format or "?", image.width, image.height, image.mode)
+    except UnidentifiedImageError:
+        raise ImageReadError(path, NOT_AN_IMAGE, "the bytes are not in any image format Pillow reads") from None
+    except Image.DecompressionBombError as error:  # over twice Pillow's limit: it gives only the pixel count
+        found = _BOMB_PIXELS.search(str(error))
+        pixels = int(found.group(1)) if found else 0
+        raise ImageReadError(path, TOO_LARGE, f"{pixels / 1e6:.0f} megapixels exceeds the limit of "
+                                              f"{MAX_PIXELS / 1e6:.0f} megapixels") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(path, CORRUPT, str(error)) from None
+    if info.width * info.height > MAX_PIXELS:
+        raise ImageReadError(
+            path, TOO_LARGE,
+            f"{info.width}x{info.height} = {info.width * info.height / 1e6:.0f} megapixels exceeds the limit of "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels",
+        )
+    return info
 
 
 def open_rgb(source: str | Path | bytes, *, name: str | None = None, max_side: int | None = None,

@@ -52,18 +52,45 @@ class ScanReport:
         }
 
 
-def _scan_class(root: str, wnid: str) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+PROTECTED_REASON = "a project or users file behind an image name (never opened)"
+
+
+def is_protected(real: str, root_real: str, protected: tuple[str, ...]) -> bool:
+    """`real` is a protected file, or lies in a protected folder that does not hold the images root."""
+    for item in protected:
+        if real == item:
+            return True
+        inside = real.startswith(item + os.sep)
+        if inside and not (root_real + os.sep).startswith(item + os.sep):
+            return True
+    return False
+
+
+def scan_class(root: str | Path, wnid: str, protected: tuple[str | Path, ...] = ()
+               ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(usable names, rejected (name, reason), ignored (path, reason)) of one class folder.
+
+    `protected` names files and folders (a curation project, a users file) that must never be
+    opened, even through a symlink with an image name: opening an SQLite database through a second
+    descriptor drops the process's POSIX locks on it, and another process may then delete its
+    write-ahead log under it."""
     usable, rejected, ignored = [], [], []
     class_dir = os.path.join(root, wnid)
     real_root = os.path.realpath(root)
+    guarded = tuple(os.path.realpath(p) for p in protected)
     with os.scandir(class_dir) as entries:
         for entry in entries:
             rel = f"{wnid}/{entry.name}"
             if entry.is_dir(follow_symlinks=False):
                 ignored.append((rel + "/", "nested folder (images must sit directly in the class folder)"))
-            elif not is_image_name(entry.name):
+                continue
+            if not is_image_name(entry.name):
                 ignored.append((rel, "not an image file name"))
-            elif entry.is_symlink() and not os.path.realpath(entry.path).startswith(real_root + os.sep):
+                continue
+            real = os.path.realpath(entry.path)
+            if is_protected(real, real_root, guarded):
+                rejected.append((entry.name, PROTECTED_REASON))
+            elif not real.startswith(real_root + os.sep):
                 rejected.append((entry.name, "symlink pointing outside the images root"))
             else:
                 try:
@@ -76,7 +103,8 @@ def _scan_class(root: str, wnid: str) -> tuple[list[str], list[tuple[str, str]],
 
 
 def scan_root(root: str | Path, selection: ClassSelection, *, workers: int | None = None,
-              progress: bool = True) -> ScanReport:
+              progress: bool = True, protected: tuple[str | Path, ...] = ()) -> ScanReport:
+    """Scan every selected class under `root`; `protected` as in `scan_class`."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: images root is not a folder")
@@ -97,7 +125,7 @@ def scan_root(root: str | Path, selection: ClassSelection, *, workers: int | Non
                 class_dirs.append(entry.name)
     order = {w: i for i, w in enumerate(selection.wnids)}
     class_dirs.sort(key=order.__getitem__)
-    results = _map_classes(str(root), class_dirs, workers, progress)
+    results = _map_classes(str(root), class_dirs, workers, progress, tuple(map(str, protected)))
     classes = {}
     for wnid, (usable, rejected, class_ignored) in zip(class_dirs, results):
         classes[wnid] = ClassScan(wnid, selection.by_wnid(wnid).name, usable, rejected)
@@ -106,12 +134,12 @@ def scan_root(root: str | Path, selection: ClassSelection, *, workers: int | Non
     return ScanReport(root, classes, sorted(ignored), missing)
 
 
-def _map_classes(root: str, wnids: list[str], workers: int | None, progress: bool):
+def _map_classes(root: str, wnids: list[str], workers: int | None, progress: bool, protected: tuple[str, ...]):
     from tqdm import tqdm
 
     workers = workers or min(len(wnids), os.cpu_count() or 1)
     bar = dict(total=len(wnids), desc="scanning classes", unit="class", disable=not progress, leave=False)
     if workers <= 1 or len(wnids) <= 1:
-        return [_scan_class(root, w) for w in tqdm(wnids, **bar)]
+        return [scan_class(root, w, protected) for w in tqdm(wnids, **bar)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(_scan_class, [root] * len(wnids), wnids), **bar))
+        return list(tqdm(pool.map(scan_class, [root] * len(wnids), wnids, [protected] * len(wnids)), **bar))

@@ -200,7 +200,8 @@ def propose(images_root: str | Path, project_dir: str | Path, *, classes: str | 
     selection = _selection(classes, project)
     model = load_embedder(spec)
     workers = max(1, workers or os.cpu_count() or 1)
-    report = scan_root(root, selection, workers=workers, progress=progress)
+    # The project's own files (decision store, embedding cache) are never opened as images.
+    report = scan_root(root, selection, workers=workers, progress=progress, protected=(project,))
     if not report.classes:
         raise UserError(f"--images {root}: none of the {len(selection)} selected classes has a folder there")
 

@@ -65,8 +65,18 @@ def test_exif_rotation_is_applied_for_display_only(edge_cases_root):
 def test_decompression_bomb_is_refused_before_decoding(edge_cases_root):
     with pytest.raises(ImageReadError) as caught:
         images.open_rgb(edge_cases_root / CLASS / "n01443537_bomb.JPEG")
-    assert "20000x20000" in str(caught.value)
-    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # the global limit is restored after measuring
+    assert "400 megapixels exceeds the limit of 89 megapixels" in str(caught.value)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit stays in force for other code
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # pytest resets filters
+def test_images_between_the_limit_and_twice_it_are_refused_by_size(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (10_000, 9_500)).save(path)  # 95 MP: Pillow only warns, we refuse
+    with pytest.raises(ImageReadError) as caught:
+        images.probe(path)
+    assert caught.value.reason == images.TOO_LARGE
+    assert "10000x9500 = 95 megapixels" in str(caught.value)
 
 
 def test_draft_mode_decodes_small_but_keeps_aspect(sample_images):

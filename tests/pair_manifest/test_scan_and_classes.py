@@ -107,3 +107,13 @@ def test_help_does_not_import_torch_or_gradio():
             "print(sorted(m for m in ('torch', 'gradio', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_scan_never_opens_protected_files_behind_image_names(images_copy, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    database = project / "decisions.sqlite"
+    database.write_bytes(b"SQLite format 3\0")
+    os.symlink(database, images_copy / "n04554684" / "db.JPEG")
+    report = scan_root(images_copy, load_selection(), workers=1, progress=False, protected=(project,))
+    assert ("db.JPEG", "a project or users file behind an image name (never opened)") in report.classes["n04554684"].rejected
