@@ -71,8 +71,9 @@ def write_csv(path: Path, experiment: Experiment, results: list[Result], smoke: 
         writer.writerow(["experiment", "row", "column", "ours", "paper", "delta", "smoke", "run", "evidence",
                          "note", "paper_source"])
         for r in results:
-            writer.writerow([experiment.name, r.row, r.column, "" if r.ours is None else round(r.ours, 4),
-                             "" if r.paper is None else r.paper, "" if r.delta is None else round(r.delta, 4),
+            # Six significant digits, not four decimals: a smoke run's training time is ~1e-4 h.
+            writer.writerow([experiment.name, r.row, r.column, "" if r.ours is None else f"{r.ours:.6g}",
+                             "" if r.paper is None else r.paper, "" if r.delta is None else f"{r.delta:.6g}",
                              smoke, r.run, r.evidence, r.note, r.paper_source or ""])
     os.replace(temporary, path)
 
