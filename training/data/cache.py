@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,18 +109,28 @@ def _decode_all(rows: Rows, size: int, out: np.ndarray, workers: int, progress: 
                 store(decode_chunk(task))
         else:
             # spawn, not fork: the parent may hold CUDA and thread pools that must not be forked.
+            # A process pool rather than multiprocessing.Pool: if a worker dies (out of memory, a
+            # crash in a decoder), the run stops with an error instead of waiting forever.
             context = multiprocessing.get_context("spawn")
-            with context.Pool(workers) as pool:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 pending = []
                 for task in _tasks(rows, size):
-                    pending.append(pool.apply_async(decode_chunk, (task,)))
+                    pending.append(pool.submit(decode_chunk, task))
                     while len(pending) >= 2 * workers:  # bounded: never all bytes in flight at once
-                        store(pending.pop(0).get())
-                for handle in pending:
-                    store(handle.get())
+                        store(_result(pending.pop(0)))
+                for future in pending:
+                    store(_result(future))
     finally:
         bar.close()
     return errors
+
+
+def _result(future):
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise TrainingError("decoding: a worker process died (out of memory?); retry with --workers 1 "
+                            "or fewer workers") from None
 
 
 def _describe_errors(rows: Rows, errors: list[tuple[int, int, str]], source: Source) -> str:
