@@ -72,7 +72,7 @@ class ReleasePlan:
 
     def manifest_bytes(self, kind: str) -> bytes:
         """The exact bytes of `manifest/<kind>-*.parquet` (reproducible: fixed writer options)."""
-        schema = layout.features(kind, self.class_wnids, images=False).arrow_schema
+        schema = layout.arrow_schema(kind, self.class_wnids, images=False)
         schema = schema.with_metadata({**schema.metadata, layout.RELEASE_METADATA_KEY: self.metadata()})
         buffer = io.BytesIO()
         with pq.ParquetWriter(buffer, schema, **layout.writer_options(kind, images=False)) as writer:
@@ -141,8 +141,8 @@ def plan_from_manifest(manifest_dir: str | Path, images_root: str | Path, settin
         raise ProblemsFound(
             f"{manifest_dir}: classes short of {target} pairs (pass --allow-short to build anyway), nothing built",
             shortfalls)
-    sp = pa.Table.from_pylist(sp_rows, schema=layout.features("sp", [c.wnid for c in classes], images=False).arrow_schema)
-    ap = pa.Table.from_pylist(ap_rows, schema=layout.features("ap", [c.wnid for c in classes], images=False).arrow_schema)
+    sp = pa.Table.from_pylist(sp_rows, schema=layout.arrow_schema("sp", [c.wnid for c in classes], images=False))
+    ap = pa.Table.from_pylist(ap_rows, schema=layout.arrow_schema("ap", [c.wnid for c in classes], images=False))
     return ReleasePlan(classes, settings, sp, ap, built_with_versions(), shortfalls)
 
 
@@ -228,7 +228,7 @@ def read_release_manifests(files: dict[str, bytes], origin: str) -> ReleasePlan:
     wnids = [c.wnid for c in classes]
     plan_tables = {}
     for kind in layout.KINDS:
-        schema = layout.features(kind, wnids, images=False).arrow_schema
+        schema = layout.arrow_schema(kind, wnids, images=False)
         table = tables[kind]
         if table.schema.names != schema.names:
             raise UserError(f"{origin}/{layout.manifest_path(kind)}: columns {table.schema.names}, "

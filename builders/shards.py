@@ -104,7 +104,7 @@ def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], ta
     """Write `target` (via `target.partial`, fsynced, then renamed); return its size in bytes, or
     None, leaving nothing, if a source's bytes did not match (`check` names it) or another
     writer found one."""
-    schema = layout.features(job.kind, plan.class_wnids, images=True).arrow_schema
+    schema = layout.arrow_schema(job.kind, plan.class_wnids, images=True)
     small = plan.table(job.kind).take(pa.array(job.rows, pa.int64()))
     file_columns = layout.FILE_COLUMNS[job.kind]
     files = {c: small.column(c).to_pylist() for c in file_columns}

@@ -27,6 +27,18 @@ def test_subset_configs_list_only_their_tiers():
     assert layout.config_spec("sp").folders(tiers) == ["sp/tier050", "sp/tier100", "sp/tier157", "sp/tier200"]
 
 
+@pytest.mark.parametrize("kind", layout.KINDS)
+@pytest.mark.parametrize("images", [False, True])
+def test_arrow_schema_is_the_one_datasets_makes_from_the_features(kind, images):
+    """The build writes `layout.arrow_schema` without importing datasets; load_dataset reads the
+    features back from its metadata, so it must be exactly datasets' own serialization."""
+    wnids = ["n01443537", "n01629819", "n04557648"]
+    ours = layout.arrow_schema(kind, wnids, images=images)
+    theirs = layout.features(kind, wnids, images=images).arrow_schema
+    assert ours.equals(theirs, check_metadata=True)
+    assert ours.metadata == theirs.metadata
+
+
 def test_small_limits_cut_many_shards_and_row_groups_that_still_load(release_inputs, tmp_path, monkeypatch):
     """Same code path as the 500 MB / 64 MiB limits of a real build, at a scale the sample reaches."""
     monkeypatch.setattr(layout, "SHARD_IMAGE_BYTES", 400_000)
