@@ -1,23 +1,22 @@
-"""Proposal quality on the bundled sample (18 classes, 675 real photos), for every embedder available.
+"""Proposal quality on the bundled real photos, for every embedder available.
 
     .venv/bin/python benchmarks/proposals_quality.py [--embedder SPEC ...] [--no-random-reference]
 
-For each embedder it runs the real `propose` pipeline and prints:
+Two sets: `sample_data/imagenet/train` (18 classes, 675 photos; the scoring was designed on it)
+and `sample_data/tiny_imagenet/train` (30 classes of 10 photos: a second set). For each set and
+embedder it runs the real `propose` pipeline and prints:
 
-- **same-class nearest neighbour**: how often an image's nearest other image (cosine of the object
-  vectors, standardised over the whole sample the way scoring standardises a class) is of its own
-  class, against the chance rate sum_c n_c (n_c - 1) / (N (N - 1));
-- **context distance** of the proposed pairs against random same-class pairs (the mean over *all*
-  pairs of a class, i.e. the exact expectation of a random pair). Definition, chosen to be
-  independent of the features the score uses (opponent-colour moments, chroma-weighted hue and
-  gradient histograms): 1 - histogram intersection (Swain & Ballard, "Color indexing", IJCV 1991)
-  of the 4x4x4 RGB colour histograms of the outer band (outer eighth of each side) of the 128 px
-  decode. 0 = identical colour distributions, 1 = disjoint;
-- **object distance**, the same measure on the centre region (middle half of each side), to show
-  what the proposals pay for their context diversity;
-- both for all proposals and for the best-ranked quarter of each class (what annotators see
-  first in verify mode);
-- classes where the proposals' mean context distance beats random.
+- **same-class nearest neighbour**: how often an image's nearest other image by the score's
+  object distance (vectors standardised over the whole set the way scoring standardises a class)
+  is of its own class, against the chance rate sum_c n_c (n_c - 1) / (N (N - 1));
+- for **all proposals** and for the **best-ranked quarter** of each class (what an annotator sees
+  first in verify mode; with 1,300 images a class needs only its best 157 pairs), four distances
+  that the score never sees (`curation_app/proposals/quality.py`): colour (4x4x4 RGB histogram)
+  and texture (LBP histogram) of the context band and of the centre, each 1 - histogram
+  intersection; against random same-class pairs (every pair of the class), as an effect size in
+  units of the within-class sd of random pairs with a 95 % bootstrap interval over classes, and
+  the classes where the proposals are farther (context: wanted) or closer (object: wanted) than
+  random, with a one-sided sign-test p-value.
 
 Embedders: `pixels`; the torchvision models whose pretrained weights are in torch's cache
 (none are downloaded); any `--embedder SPEC` given; and, unless `--no-random-reference`, a
@@ -33,42 +32,21 @@ from pathlib import Path
 
 import numpy as np
 
-from curation_app.proposals.cache import THUMBNAIL_SIDE, EmbeddingCache
+from curation_app.proposals.cache import EmbeddingCache
 from curation_app.proposals.embedders import load_embedder
 from curation_app.proposals.output import read_proposals
 from curation_app.proposals.propose import propose
+from curation_app.proposals.quality import MEASURES, compare, distances, region_histograms
 from curation_app.proposals.scoring import class_statistics, standardise
 from pair_manifest.errors import UserError
-from pair_manifest.images import open_rgb
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "imagenet" / "train"
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+SETS = (SAMPLE / "imagenet" / "train", SAMPLE / "tiny_imagenet" / "train")
 PRETRAINED = ("resnet50", "resnet18", "convnext_tiny", "vit_b_16", "efficientnet_b0")
-BINS = 4  # per RGB channel: 64 colour cells
-BAND = 0.125
-CENTRE = (0.25, 0.75)
+TOP_FRACTION = 0.25
 
 
-def histograms(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised (context band, centre) RGB histograms of one image's 128 px decode."""
-    rgb = np.asarray(open_rgb(path, max_side=THUMBNAIL_SIDE), dtype=np.int64)
-    h, w = rgb.shape[:2]
-    cells = (rgb[..., 0] * BINS // 256) * BINS * BINS + (rgb[..., 1] * BINS // 256) * BINS + rgb[..., 2] * BINS // 256
-    ys, xs = (np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w
-    band = ((ys < BAND) | (ys >= 1 - BAND))[:, None] | ((xs < BAND) | (xs >= 1 - BAND))[None, :]
-    centre = ((ys >= CENTRE[0]) & (ys < CENTRE[1]))[:, None] & ((xs >= CENTRE[0]) & (xs < CENTRE[1]))[None, :]
-    out = []
-    for mask in (band, centre):
-        counts = np.bincount(cells[mask], minlength=BINS ** 3).astype(np.float64)
-        out.append(counts / counts.sum())
-    return out[0], out[1]
-
-
-def distance(a: np.ndarray, b: np.ndarray) -> float:
-    return 1.0 - float(np.minimum(a, b).sum())
-
-
-def evaluate(spec: str, project: Path, files: dict[str, list[str]], hist: dict[str, tuple]) -> dict:
-    summary = propose(SAMPLE, project, embedder=spec, workers=os.cpu_count())
+def nearest_same_class(spec: str, project: Path, files: dict[str, list[str]]) -> float:
     model = load_embedder(spec)
     cache = EmbeddingCache.for_project(project)
     vectors, contexts, labels = [], [], []
@@ -82,31 +60,38 @@ def evaluate(spec: str, project: Path, files: dict[str, list[str]], hist: dict[s
     objects, _ = standardise(vectors, contexts, class_statistics(vectors, contexts, model.standardize))
     similarity = objects @ objects.T
     np.fill_diagonal(similarity, -np.inf)
-    nearest_same = float((labels[similarity.argmax(axis=1)] == labels).mean())
+    return float((labels[similarity.argmax(axis=1)] == labels).mean())
 
+
+def evaluate(spec: str, root: Path, project: Path, files: dict[str, list[str]], measures: dict, csv: Path) -> dict:
+    summary = propose(root, project, embedder=spec, classes=str(csv), workers=os.cpu_count())
     rows = read_proposals(project).to_pylist()
-    proposed_ctx, proposed_obj, random_ctx, random_obj, wins, classes = [], [], [], [], 0, 0
-    top_ctx, top_obj = [], []
+    chosen = {"all": {m: {} for m in MEASURES}, "top 25%": {m: {} for m in MEASURES}}
     for wnid, names in files.items():
-        pairs = [(r["file_a"], r["file_b"]) for r in rows if r["wnid"] == wnid]  # in rank order
-        if not pairs:
-            continue
-        ctx = [distance(hist[a][0], hist[b][0]) for a, b in pairs]
-        top = max(1, len(pairs) // 4)
-        top_ctx += ctx[:top]
-        top_obj += [distance(hist[a][1], hist[b][1]) for a, b in pairs[:top]]
-        every = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-        ctx_random = [distance(hist[a][0], hist[b][0]) for a, b in every]
-        proposed_ctx += ctx
-        random_ctx += ctx_random
-        proposed_obj += [distance(hist[a][1], hist[b][1]) for a, b in pairs]
-        random_obj += [distance(hist[a][1], hist[b][1]) for a, b in every]
-        wins += np.mean(ctx) > np.mean(ctx_random)
-        classes += 1
-    return {"label": summary.embedder, "pairs": summary.pairs, "nearest_same": nearest_same,
-            "ctx": np.mean(proposed_ctx), "ctx_random": np.mean(random_ctx), "ctx_sd": np.std(random_ctx),
-            "ctx_top": np.mean(top_ctx), "obj_top": np.mean(top_obj),
-            "obj": np.mean(proposed_obj), "obj_random": np.mean(random_obj), "wins": f"{wins}/{classes}"}
+        index = {f: i for i, f in enumerate(names)}
+        pairs = [(index[r["file_a"]], index[r["file_b"]]) for r in rows if r["wnid"] == wnid]  # rank order
+        top = max(1, int(len(pairs) * TOP_FRACTION))
+        for m in MEASURES:
+            d = [float(measures[m][wnid][i, j]) for i, j in pairs]
+            chosen["all"][m][wnid], chosen["top 25%"][m][wnid] = d, d[:top]
+    every = {m: {wnid: measures[m][wnid][np.triu_indices(len(names), 1)] for wnid, names in files.items()}
+             for m in MEASURES}
+    return {"label": summary.embedder, "pairs": summary.pairs,
+            "nearest_same": nearest_same_class(spec, project, files),
+            "rows": {(subset, m): compare(chosen[subset][m], every[m]) for subset in chosen for m in MEASURES}}
+
+
+def report(result: dict) -> None:
+    print(f"\n{result['label']}: {result['pairs']} pairs; an image's nearest neighbour is of its class "
+          f"{100 * result['nearest_same']:.1f} % of the time")
+    print(f"  {'measure':<16} {'pairs':<8} {'distance':>8} {'random':>7} {'(sd)':>6} {'effect':>7} "
+          f"{'95% interval':>16}   classes where wanted (sign test)")
+    for (subset, m), c in result["rows"].items():
+        larger = m.startswith("context")
+        wins = c.above if larger else c.classes - c.above
+        print(f"  {m:<16} {subset:<8} {c.proposed:>8.3f} {c.random:>7.3f} {c.random_sd:>6.3f} {c.effect:>+7.2f} "
+              f"[{c.interval[0]:+.2f}, {c.interval[1]:+.2f}]   {wins:>2}/{c.classes} {'farther' if larger else 'closer'}"
+              f" (p = {c.sign_test(larger):.2g})")
 
 
 def main() -> None:
@@ -118,11 +103,6 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"torch {torch.__version__}, numpy {np.__version__}")
-    files = {d.name: sorted(f"{d.name}/{p.name}" for p in d.iterdir()) for d in sorted(SAMPLE.iterdir())}
-    hist = {f: histograms(SAMPLE / f) for names in files.values() for f in names}
-    sizes = np.array([len(v) for v in files.values()])
-    chance = float((sizes * (sizes - 1)).sum() / (sizes.sum() * (sizes.sum() - 1)))
-
     specs = ["pixels"]
     for name in PRETRAINED:
         try:
@@ -139,21 +119,22 @@ def main() -> None:
             weights = Path(tmp) / "random-init.pt"
             torch.save(resnet18(weights=None).state_dict(), weights)
             specs.append(f"torchvision:resnet18@{weights}")
-        results = [evaluate(spec, Path(tmp) / f"project-{k}", files, hist) for k, spec in enumerate(specs)]
-
-    print(f"\nsample: {sizes.sum()} images in {len(files)} classes; chance of a same-class nearest neighbour "
-          f"{100 * chance:.1f} %")
-    print("context / object distance = 1 - intersection of 4x4x4 RGB histograms of the outer band / the centre "
-          "(128 px decode); 'random' = mean over all same-class pairs\n")
-    header = (f"{'embedder':<34} {'pairs':>5} {'NN same class':>13} | {'context: all':>12} {'top 25%':>7} "
-              f"{'random':>7} {'(sd)':>6} {'classes won':>11} | {'object: all':>11} {'top 25%':>7} {'random':>7}")
-    print(header)
-    for r in results:
-        print(f"{r['label'][:34]:<34} {r['pairs']:>5} {100 * r['nearest_same']:>12.1f}% | {r['ctx']:>12.3f} "
-              f"{r['ctx_top']:>7.3f} {r['ctx_random']:>7.3f} {r['ctx_sd']:>6.3f} {r['wins']:>11} | {r['obj']:>11.3f} "
-              f"{r['obj_top']:>7.3f} {r['obj_random']:>7.3f}")
-    print("'top 25%': the best-ranked quarter of each class's proposals, what an annotator sees first; "
-          "'classes won': classes whose proposals' mean context distance exceeds random")
+        for number, root in enumerate(SETS):
+            files = {d.name: sorted(f"{d.name}/{p.name}" for p in d.iterdir()) for d in sorted(root.iterdir())}
+            csv = Path(tmp) / f"classes-{number}.csv"
+            csv.write_text("wnid\n" + "\n".join(files) + "\n")
+            histograms = {f: region_histograms(root / f) for names in files.values() for f in names}
+            measures = {m: {wnid: distances(np.stack([histograms[f][m] for f in names]))
+                            for wnid, names in files.items()} for m in MEASURES}
+            sizes = np.array([len(v) for v in files.values()])
+            chance = float((sizes * (sizes - 1)).sum() / (sizes.sum() * (sizes.sum() - 1)))
+            print(f"\n== {root.relative_to(SAMPLE.parent)}: {sizes.sum()} images in {len(files)} classes; chance of a "
+                  f"same-class nearest neighbour {100 * chance:.1f} % ==")
+            for k, spec in enumerate(specs):
+                report(evaluate(spec, root, Path(tmp) / f"project-{number}-{k}", files, measures, csv))
+    print("\ndistance: mean 1 - histogram intersection of the proposed pairs (context band / centre; colour: 4x4x4 RGB, "
+          "texture: LBP riu2); random: every same-class pair; effect: (distance - random) / within-class sd of random "
+          "pairs, 95 % bootstrap interval over classes; 'top 25%': the best-ranked quarter of each class's proposals")
     if not args.no_random_reference:
         print("(torchvision-resnet18@random-init: random weights, a floor for comparison, not an embedder to use)")
 
