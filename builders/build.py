@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from builders import layout
 from builders.plan import BuildSettings, ReleasePlan, plan_from_manifest
-from builders.shards import SourceCheck, plan_shards, write_shard
+from builders.shards import Readers, SourceCheck, plan_shards, write_shard
 from builders.sources import hash_problems, locate_sources, referenced_files, refusal
 from builders.staging import Staging, check_output_folder
 
@@ -81,8 +81,8 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
     check = SourceCheck()
     try:
         staging.open()
-        todo = [job for job in jobs if staging.done_size(job.path) is None]
-        resumed = len(jobs) - len(todo)
+        todo = [job for job in jobs if any(staging.done_size(path) is None for path in job.paths)]
+        resumed = sum(len(job.paths) for job in jobs if job not in todo)
         total = sum(job.image_bytes for job in todo)
         _import_in_background("datasets")  # the card needs it; about a CPU-second of imports
         _write_shards(todo, plan, sources, staging, check, workers, total, progress)
@@ -94,12 +94,12 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
         for relative, data in sorted(manifest_files.items()):
             staging.write_file(relative, data)
         file_stats = {relative: parquet_stats(staging.folder / relative)
-                      for relative in [job.path for job in jobs] + sorted(manifest_files)}
+                      for relative in [path for job in jobs for path in job.paths] + sorted(manifest_files)}
         staging.write_file(layout.CARD_FILE, render_card(plan, file_stats).encode("utf-8"))
         staging.finish()
     finally:
         staging.close()
-    return BuildResult(out, plan, len(jobs), resumed, sum(j.image_bytes for j in jobs), total)
+    return BuildResult(out, plan, sum(len(j.paths) for j in jobs), resumed, sum(j.image_bytes for j in jobs), total)
 
 
 def _import_in_background(module: str) -> None:
@@ -119,8 +119,9 @@ def _import_in_background(module: str) -> None:
 
 def _write_shards(jobs, plan: ReleasePlan, sources, staging: Staging, check: SourceCheck, workers: int,
                   total: int, progress: bool) -> None:
-    """Write the shards on `workers` threads (pyarrow, reads and hashlib release the GIL); a
-    finished shard gets its completion marker. Stops early once `check` has failed."""
+    """Write `workers` jobs at a time, their images read and hashed by `workers` reader threads
+    (pyarrow, read() and hashlib release the GIL, so threads use every core); each finished
+    file gets its completion marker. Stops early once `check` has failed."""
     lock = threading.Lock()
     with tqdm(total=total, desc="writing shards", unit="B", unit_scale=True, disable=not progress) as bar:
         def advance(n: int) -> None:
@@ -130,13 +131,13 @@ def _write_shards(jobs, plan: ReleasePlan, sources, staging: Staging, check: Sou
         def run(job) -> None:
             if check.failed.is_set():
                 return
-            size = write_shard(job, plan, sources, staging.folder / job.path, check, advance)
-            if size is not None:
-                staging.mark_done(job.path, size)
+            sizes = write_shard(job, plan, sources, staging.folder, check, advance, readers)
+            for path, size in (sizes or {}).items():
+                staging.mark_done(path, size)
 
         # Largest shards first keeps the workers busy until the end.
-        order = sorted(jobs, key=lambda j: (-j.image_bytes, j.path))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        order = sorted(jobs, key=lambda j: (-j.image_bytes, j.paths))
+        with Readers(workers) as readers, ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run, job) for job in order]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
@@ -150,5 +151,5 @@ def _fingerprint(manifest_files: dict[str, bytes], jobs) -> str:
     digest = hashlib.sha256()
     for relative, data in sorted(manifest_files.items()):
         digest.update(relative.encode() + b"\0" + hashlib.sha256(data).digest())
-    digest.update(json.dumps([(j.path, j.rows) for j in jobs]).encode())
+    digest.update(json.dumps([(j.paths, j.rows) for j in jobs]).encode())
     return digest.hexdigest()

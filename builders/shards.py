@@ -1,8 +1,13 @@
-"""Image shards: which rows go in which Parquet file, and writing one file.
+"""Image shards: which rows go in which Parquet files, and writing them.
 
 Rows keep the release order (label, then rank); each tier's rows are cut into shards that stay
 under `layout.SHARD_IMAGE_BYTES` of images. The cut depends only on the file sizes, which the
 SHA-256 check pins down, so the same release gives the same shards on any machine.
+
+When AP is the image_a of each SP pair (the default), AP shard k of a tier holds exactly the rows
+of SP shard k, row group for row group, and one job writes both from the same bytes: each photo
+is read and hashed once, not once for SP and again for AP. (AP shards are then about half the
+size of SP's.) A random AP draw is cut and written on its own.
 
 A shard is written by streaming its images into row groups of at most
 `layout.ROW_GROUP_IMAGE_BYTES`, so memory stays bounded whatever the size of the dataset. The
@@ -15,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,41 +37,60 @@ from builders.sources import Source
 
 @dataclass(frozen=True)
 class ShardJob:
-    kind: str
+    kinds: tuple[str, ...]  # ("sp",), ("ap",), or ("sp", "ap"): AP written from SP's image_a bytes
     tier: layout.Tier
     index: int
     count: int
-    rows: tuple[int, ...]  # positions in the plan's table
-    image_bytes: int
+    rows: tuple[int, ...]   # positions in the plan's tables (the same in SP and AP when joint)
+    image_bytes: int        # embedded by all of the job's files
 
     @property
-    def path(self) -> str:
-        return layout.shard_path(self.kind, self.tier, self.index, self.count)
+    def paths(self) -> tuple[str, ...]:
+        return tuple(layout.shard_path(kind, self.tier, self.index, self.count) for kind in self.kinds)
+
+
+# AP columns that must equal SP's for AP to be written from SP's image_a bytes.
+_AP_FROM_SP = (("label", "label"), ("wnid", "wnid"), ("rank_in_class", "rank_in_class"),
+               ("file", "file_a"), ("sha256", "sha256_a"))
+
+
+def ap_follows_sp(plan: ReleasePlan) -> bool:
+    """AP row i is SP row i's image_a (the pair_a AP source, or a manifest release built so)."""
+    return plan.ap.num_rows == plan.sp.num_rows and all(
+        plan.ap.column(ap).equals(plan.sp.column(sp)) for ap, sp in _AP_FROM_SP)
+
+
+def _row_bytes(plan: ReleasePlan, kind: str, sizes: dict[str, int]) -> list[int]:
+    table = plan.table(kind)
+    files = [table.column(c).to_pylist() for c in layout.FILE_COLUMNS[kind]]
+    return [sum(sizes[column[i]] for column in files) for i in range(table.num_rows)]
 
 
 def plan_shards(plan: ReleasePlan, sizes: dict[str, int]) -> list[ShardJob]:
     tiers = layout.tiers_for(plan.settings.pairs_per_class)
+    groups = [("sp", "ap")] if ap_follows_sp(plan) else [("sp",), ("ap",)]
     jobs = []
-    for kind in layout.KINDS:
-        table = plan.table(kind)
-        ranks = table.column("rank_in_class").to_pylist()
-        files = [table.column(c).to_pylist() for c in layout.FILE_COLUMNS[kind]]
-        row_bytes = [sum(sizes[column[i]] for column in files) for i in range(table.num_rows)]
+    for kinds in groups:
+        # The cut follows the first kind's bytes; a joint AP shard holds its image_a share.
+        ranks = plan.table(kinds[0]).column("rank_in_class").to_pylist()
+        row_bytes = _row_bytes(plan, kinds[0], sizes)
+        embedded = row_bytes if len(kinds) == 1 else [
+            total + image_a for total, image_a in zip(row_bytes, _row_bytes(plan, "ap", sizes))]
         for tier in tiers:
-            groups: list[list[int]] = []
+            cut: list[list[int]] = []
             current, current_bytes = [], 0
             for i, rank in enumerate(ranks):
                 if not tier.holds(rank):
                     continue
                 if current and current_bytes + row_bytes[i] > layout.SHARD_IMAGE_BYTES:
-                    groups.append(current)
+                    cut.append(current)
                     current, current_bytes = [], 0
                 current.append(i)
                 current_bytes += row_bytes[i]
             if current:
-                groups.append(current)
-            for index, rows in enumerate(groups):
-                jobs.append(ShardJob(kind, tier, index, len(groups), tuple(rows), sum(row_bytes[i] for i in rows)))
+                cut.append(current)
+            for index, rows in enumerate(cut):
+                jobs.append(ShardJob(kinds, tier, index, len(cut), tuple(rows), sum(embedded[i] for i in rows)))
     return jobs
 
 
@@ -99,43 +124,84 @@ class SourceCheck:
         self.failed.set()
 
 
-def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], target: Path, check: SourceCheck,
-                on_bytes: Callable[[int], None] = lambda n: None) -> int | None:
-    """Write `target` (via `target.partial`, fsynced, then renamed); return its size in bytes, or
-    None, leaving nothing, if a source's bytes did not match (`check` names it) or another
-    writer found one."""
-    schema = layout.arrow_schema(job.kind, plan.class_wnids, images=True)
-    small = plan.table(job.kind).take(pa.array(job.rows, pa.int64()))
-    file_columns = layout.FILE_COLUMNS[job.kind]
-    files = {c: small.column(c).to_pylist() for c in file_columns}
-    row_bytes = [sum(sources[files[c][i]].size for c in file_columns) for i in range(small.num_rows)]
-    partial = target.with_name(target.name + ".partial")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sink = DirectFile(partial)
+def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], folder: Path, check: SourceCheck,
+                on_bytes: Callable[[int], None] = lambda n: None, readers: Readers | None = None) -> dict[str, int] | None:
+    """Write the job's files under `folder` (each via `<name>.partial`, fsynced, then renamed);
+    return their sizes by relative path, or None, leaving nothing, if a source's bytes did not
+    match (`check` names it) or another writer found one."""
+    rows = pa.array(job.rows, pa.int64())
+    tables = {kind: plan.table(kind).take(rows) for kind in job.kinds}
+    read_columns = layout.FILE_COLUMNS[job.kinds[0]]  # SP's file_a, file_b (AP's image is file_a) or AP's file
+    files = {c: tables[job.kinds[0]].column(c).to_pylist() for c in read_columns}
+    sizes = {c: [sources[name].size for name in names] for c, names in files.items()}
+    row_bytes = [sum(row) for row in zip(*sizes.values())]
+    embedded = [sum(row) for row in zip(row_bytes, *([sizes["file_a"]] if job.kinds == ("sp", "ap") else []))]
+    targets = {path: folder / path for path in job.paths}
+    partials = {path: target.with_name(target.name + ".partial") for path, target in targets.items()}
+    sinks: dict[str, DirectFile] = {}
     try:
-        with pq.ParquetWriter(sink, schema, **layout.writer_options(job.kind, images=True)) as writer:
+        for path in job.paths:
+            targets[path].parent.mkdir(parents=True, exist_ok=True)
+            sinks[path] = DirectFile(partials[path])
+        writers = [pq.ParquetWriter(sinks[path], layout.arrow_schema(kind, plan.class_wnids, images=True),
+                                    **layout.writer_options(kind, images=True)) for kind, path in zip(job.kinds, job.paths)]
+        try:
             for start, stop in row_groups(row_bytes):
-                columns = {name: small.column(name).slice(start, stop - start) for name in small.column_names}
-                images = _read_images([files[c][start:stop] for c in file_columns], sources, check)
+                images = _read_images([files[c][start:stop] for c in read_columns], sources, check, readers)
                 if images is None:
                     break
-                for image_column, file_column, data in zip(layout.IMAGE_COLUMNS[job.kind], file_columns, images):
-                    columns[image_column] = pa.StructArray.from_arrays(
-                        [data, pa.array(files[file_column][start:stop], pa.string())], names=["bytes", "path"])
-                writer.write_table(pa.table([columns[n] for n in schema.names], schema=schema),
-                                   row_group_size=stop - start)
-                on_bytes(sum(row_bytes[start:stop]))
+                data = dict(zip(read_columns, images))
+                for kind, writer in zip(job.kinds, writers):
+                    writer.write_table(_row_group(tables[kind], kind, start, stop, data), row_group_size=stop - start)
+                on_bytes(sum(embedded[start:stop]))
+        finally:
+            for writer in writers:
+                writer.close()
         if check.failed.is_set():
+            raise _Stopped
+        sizes = {}
+        for path, sink in sinks.items():
+            sink.finish()
+            os.replace(partials[path], targets[path])
+            sizes[path] = sink.size
+        return sizes
+    except BaseException as error:
+        for path, sink in sinks.items():
             sink.close()
-            partial.unlink(missing_ok=True)
+            partials[path].unlink(missing_ok=True)
+        if isinstance(error, _Stopped):
             return None
-        sink.finish()
-        os.replace(partial, target)
-    except BaseException:
-        sink.close()
-        partial.unlink(missing_ok=True)
         raise
-    return sink.size
+
+
+class _Stopped(Exception):
+    """The build failed elsewhere (a source's bytes differ): abandon this job's files."""
+
+
+def _row_group(table: pa.Table, kind: str, start: int, stop: int, data: dict[str, pa.BinaryArray]) -> pa.Table:
+    """Rows start..stop of a config with its image columns. `data` holds the bytes read, by file
+    column: SP's image_a/image_b take file_a/file_b; AP's image takes its file's bytes, which
+    are file_a's when AP is written with SP (ap_follows_sp)."""
+    images = [data["file_a"], data["file_b"]] if kind == "sp" else [data.get("file", data.get("file_a"))]
+    columns = [table.column(name).slice(start, stop - start) for name in table.column_names]
+    for image_column, file_column, bytes_ in zip(layout.IMAGE_COLUMNS[kind], layout.FILE_COLUMNS[kind], images):
+        paths = table.column(file_column).slice(start, stop - start).combine_chunks()
+        columns.append(pa.StructArray.from_arrays([bytes_, paths], names=["bytes", "path"]))
+    return pa.table(columns, names=table.column_names + list(layout.IMAGE_COLUMNS[kind]))
+
+
+class Readers:
+    """The threads that read and hash image files, shared by all the writers of a build."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self.pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="read")
+
+    def __enter__(self) -> "Readers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 _buffers = threading.local()
@@ -151,32 +217,64 @@ def _row_group_buffer(size: int) -> pa.Buffer:
     return buffer
 
 
-def _read_images(columns: list[list[str]], sources: dict[str, Source], check: SourceCheck) -> list[pa.BinaryArray] | None:
+def _read_images(columns: list[list[str]], sources: dict[str, Source], check: SourceCheck,
+                 readers: Readers | None = None) -> list[pa.BinaryArray] | None:
     """The files of each image column as Arrow binary arrays, read straight into one buffer (one
     copy from the page cache, none per image), each hashed on the way: this is the only time a
-    build reads an image, so it is where the SHA-256 is checked. None once the build has failed."""
+    build reads an image, so it is where the SHA-256 is checked. None once the build has failed.
+
+    Reading and hashing is most of a build's CPU time, so the files of a row group are split
+    between the `readers` threads (read() and hashlib release the GIL): even the last shard
+    of a build is read on every core."""
     total = sum(sources[name].size for names in columns for name in names)
     buffer = _row_group_buffer(total)
     view = memoryview(buffer).cast("B")
-    arrays, base = [], 0
+    arrays, todo, base = [], [], 0
     try:
         for names in columns:
             lengths = np.array([sources[name].size for name in names], dtype=np.int64)
             offsets = np.zeros(len(names) + 1, dtype=np.int32)
             np.cumsum(lengths, out=offsets[1:])
-            for name, start, stop in zip(names, offsets[:-1].tolist(), offsets[1:].tolist()):
-                if check.failed.is_set():
-                    return None
-                problem = _read_into(name, sources[name], view[base + start:base + stop])
-                if problem:
-                    check.report(name, problem)
-                    return None
+            todo += [(name, base + start, base + stop)
+                     for name, start, stop in zip(names, offsets[:-1].tolist(), offsets[1:].tolist())]
             data = buffer.slice(base, int(offsets[-1]))
             arrays.append(pa.BinaryArray.from_buffers(pa.binary(), len(names), [None, pa.py_buffer(offsets), data]))
             base += int(offsets[-1])
+
+        def read(part: list[tuple[str, int, int]]) -> None:
+            for name, start, stop in part:
+                if check.failed.is_set():
+                    return
+                problem = _read_into(name, sources[name], view[start:stop])
+                if problem:
+                    check.report(name, problem)
+                    return
+
+        parts = _split_by_bytes(todo, readers.size if readers else 1)
+        if readers is None or len(parts) == 1:
+            for part in parts:
+                read(part)
+        else:
+            futures = [readers.pool.submit(read, part) for part in parts]
+            wait(futures)  # every reader is done with `view` before it is released
+            for future in futures:
+                future.result()
     finally:
         view.release()
-    return arrays
+    return None if check.failed.is_set() else arrays
+
+
+def _split_by_bytes(items: list[tuple[str, int, int]], count: int) -> list[list[tuple[str, int, int]]]:
+    """`items` (name, start, stop) cut into at most `count` consecutive runs of similar bytes."""
+    total = sum(stop - start for _, start, stop in items)
+    parts: list[list[tuple[str, int, int]]] = [[]]
+    done = 0
+    for item in items:
+        if parts[-1] and done >= total * len(parts) / count:
+            parts.append([])
+        parts[-1].append(item)
+        done += item[2] - item[1]
+    return parts
 
 
 def _read_into(name: str, source: Source, target: memoryview) -> str | None:

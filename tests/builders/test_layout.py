@@ -99,3 +99,42 @@ def test_random_ap_is_a_seeded_independent_draw(release_inputs, built_release, t
     # SP is the same whatever the AP draw
     assert (first / "sp" / "tier050" / "train-00000-of-00001.parquet").read_bytes() == \
         (built_release / "sp" / "tier050" / "train-00000-of-00001.parquet").read_bytes()
+
+
+def test_ap_shards_follow_sp_shards_and_each_photo_is_read_once(release_inputs, tmp_path, monkeypatch):
+    """With AP = each pair's image_a, one job writes SP shard k and AP shard k from the same bytes:
+    AP shard k holds exactly SP shard k's image_a, row group for row group, and every photo is
+    read (and hashed) once in the whole build."""
+    from builders import shards
+
+    monkeypatch.setattr(layout, "SHARD_IMAGE_BYTES", 400_000)
+    monkeypatch.setattr(layout, "ROW_GROUP_IMAGE_BYTES", 60_000)
+    reads: dict[str, int] = {}
+    real_read_into = shards._read_into
+
+    def counting_read_into(name, source, target):
+        reads[name] = reads.get(name, 0) + 1
+        return real_read_into(name, source, target)
+
+    monkeypatch.setattr(shards, "_read_into", counting_read_into)
+    out = tmp_path / "semantic_pairs"
+    result = cli("build", "--manifest", release_inputs.manifest, "--images", release_inputs.images, "--out", out,
+                 "--pairs-per-class", 60, "--allow-short")
+    assert result.returncode == 0, result.stderr
+    sp_rows = pq.read_table(out / "manifest" / "sp-00000-of-00001.parquet").to_pylist()
+    assert set(reads) == {r[c] for r in sp_rows for c in ("file_a", "file_b")}
+    assert set(reads.values()) == {1}
+    for tier in ("tier050", "tier100"):
+        sp_files = sorted(out.glob(f"sp/{tier}/*.parquet"))
+        ap_files = sorted(out.glob(f"ap/{tier}/*.parquet"))
+        assert sp_files and [p.name for p in ap_files] == [p.name for p in sp_files]
+        assert len(sp_files) > 1 or tier == "tier100"  # tier100: one class's ranks 50-59
+        for sp_file, ap_file in zip(sp_files, ap_files):
+            sp, ap = pq.ParquetFile(sp_file), pq.ParquetFile(ap_file)
+            assert ap.metadata.num_row_groups == sp.metadata.num_row_groups >= 1
+            for i in range(sp.metadata.num_row_groups):
+                sp_group, ap_group = sp.read_row_group(i), ap.read_row_group(i)
+                assert ap_group.column("file").to_pylist() == sp_group.column("file_a").to_pylist()
+                assert ap_group.column("image").to_pylist() == sp_group.column("image_a").to_pylist()
+    verify = cli("verify", out)
+    assert verify.returncode == 0, verify.stderr

@@ -9,20 +9,22 @@ import sys
 from tests.builders.conftest import PAIRS_PER_CLASS, cli, tree_bytes
 
 # Runs the real build in a child process that kills itself (SIGKILL: no cleanup, no finally
-# blocks) once the third shard has had its first row group written.
+# blocks) once the second job (an SP shard and the AP shard written with it) has had its first
+# row group written.
 KILLER = """
 import os, signal, sys
 from builders import shards
 real_write_shard = shards.write_shard
 started = []
 
-def write_shard(job, plan, sources, target, check, on_bytes=lambda n: None):
-    started.append(job.path)
+def write_shard(job, plan, sources, folder, check, on_bytes=lambda n: None, readers=None):
+    assert job.kinds == ("sp", "ap"), job
+    started.append(job.paths)
     def report(n):
-        if len(started) == 3:
+        if len(started) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         on_bytes(n)
-    return real_write_shard(job, plan, sources, target, check, report)
+    return real_write_shard(job, plan, sources, folder, check, report, readers)
 
 shards.write_shard = write_shard
 import builders.build
@@ -41,8 +43,9 @@ def test_killed_build_resumes_to_identical_bytes(built_release, release_inputs, 
     assert killed.returncode == -9, killed.stderr
     assert not out.exists()  # never a half-written release
     staging = tmp_path / ".semantic_pairs.partial"
-    assert len(list((staging / ".build" / "done").glob("*.json"))) == 2
-    assert list(staging.rglob("*.parquet.partial"))  # the shard being written when the process died
+    done = sorted(p.name for p in (staging / ".build" / "done").glob("*.json"))
+    assert len(done) == 2 and done[0].startswith("ap__") and done[1].startswith("sp__")  # one job, both files
+    assert len(list(staging.rglob("*.parquet.partial"))) == 2  # the job being written when the process died
 
     resumed = cli(*args)
     assert resumed.returncode == 0, resumed.stderr
