@@ -84,7 +84,6 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
         todo = [job for job in jobs if any(staging.done_size(path) is None for path in job.paths)]
         resumed = sum(len(job.paths) for job in jobs if job not in todo)
         total = sum(job.image_bytes for job in todo)
-        _import_in_background("datasets")  # the card needs it; about a CPU-second of imports
         _write_shards(todo, plan, sources, staging, check, workers, total, progress)
         if check.failed.is_set():
             # Name every offender, not only those the writers met before they stopped.
@@ -100,21 +99,6 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
     finally:
         staging.close()
     return BuildResult(out, plan, sum(len(j.paths) for j in jobs), resumed, sum(j.image_bytes for j in jobs), total)
-
-
-def _import_in_background(module: str) -> None:
-    """Import `module` on a helper thread while the shards are written (the writers spend most
-    of their time outside the GIL), instead of after them. A failure is left to the import
-    that needs the module, which reports it."""
-    import importlib
-
-    def run() -> None:
-        try:
-            importlib.import_module(module)
-        except Exception:  # noqa: BLE001 - reported by the real import
-            pass
-
-    threading.Thread(target=run, name=f"import-{module}", daemon=True).start()
 
 
 def _write_shards(jobs, plan: ReleasePlan, sources, staging: Staging, check: SourceCheck, workers: int,

@@ -80,8 +80,6 @@ def present_tiers(plan: ReleasePlan, file_sizes: dict[str, tuple[int, int]]) -> 
 
 
 def yaml_header(plan: ReleasePlan, file_sizes: dict[str, tuple[int, int]], static: dict, *, manifest_only: bool) -> dict:
-    from datasets import DatasetInfo, SplitDict, SplitInfo
-
     tiers = present_tiers(plan, file_sizes)
     specs = [s for s in layout.CONFIGS if s.manifest or not manifest_only]
     configs, infos = [], []
@@ -92,14 +90,15 @@ def yaml_header(plan: ReleasePlan, file_sizes: dict[str, tuple[int, int]], stati
         if number == 0:
             entry["default"] = True
         configs.append(entry)
-        splits = SplitDict()
         files = config_files(spec, tiers, file_sizes)
         data_bytes = sum(file_sizes[p][1] for p in files)
-        splits.add(SplitInfo(name=layout.SPLIT, num_bytes=data_bytes, num_examples=config_rows(plan, spec)))
-        info = DatasetInfo(features=layout.features(spec.kind, plan.class_wnids, images=not spec.manifest),
-                           splits=splits, download_size=sum(file_sizes[p][0] for p in files),
-                           dataset_size=data_bytes)
-        infos.append({"config_name": spec.name, **info._to_yaml_dict()})
+        # The layout of datasets.DatasetInfo._to_yaml_dict(), without importing datasets
+        # (tests/builders/test_layout.py checks it against datasets' own).
+        infos.append({"config_name": spec.name,
+                      "features": layout.yaml_features(spec.kind, plan.class_wnids, images=not spec.manifest),
+                      "splits": [{"name": layout.SPLIT, "num_bytes": data_bytes,
+                                  "num_examples": config_rows(plan, spec)}],
+                      "download_size": sum(file_sizes[p][0] for p in files), "dataset_size": data_bytes})
     header = {k: v for k, v in static.items() if not (manifest_only and k in GATING_KEYS)}
     header["size_categories"] = [size_category(plan.sp.num_rows)]
     header["configs"] = configs

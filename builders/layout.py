@@ -148,6 +148,25 @@ def arrow_schema(kind: str, class_wnids: list[str], *, images: bool):
     return pa.schema(fields, metadata={"huggingface": metadata})
 
 
+def yaml_features(kind: str, class_wnids: list[str], *, images: bool) -> list[dict]:
+    """The `features` of a config as the card's `dataset_info` lists them: what
+    `datasets.DatasetInfo._to_yaml_dict()` gives for `features(...)` (checked equal in
+    tests/builders/test_layout.py), made without importing `datasets`, for the same reason as
+    `arrow_schema`."""
+    described = []
+    for name in SP_MANIFEST_COLUMNS if kind == "sp" else AP_MANIFEST_COLUMNS:
+        if name == "label":
+            described.append({"name": name, "dtype": {"class_label": {"names": {
+                str(i): wnid for i, wnid in enumerate(class_wnids)}}}})
+        elif name == "tags":
+            described.append({"name": name, "list": "string"})
+        else:
+            described.append({"name": name, "dtype": "int32" if name == "rank_in_class" else "string"})
+    if images:
+        described += [{"name": name, "dtype": "image"} for name in IMAGE_COLUMNS[kind]]
+    return described
+
+
 def features(kind: str, class_wnids: list[str], *, images: bool):
     """`datasets.Features` of a config: `label` is a ClassLabel whose names are the wnids."""
     from datasets import ClassLabel, Features, Image, List, Value

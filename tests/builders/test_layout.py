@@ -39,6 +39,23 @@ def test_arrow_schema_is_the_one_datasets_makes_from_the_features(kind, images):
     assert ours.metadata == theirs.metadata
 
 
+@pytest.mark.parametrize("kind", layout.KINDS)
+@pytest.mark.parametrize("images", [False, True])
+def test_card_features_are_the_ones_datasets_writes(kind, images):
+    """The card's dataset_info is written without importing datasets; it must be what
+    DatasetInfo._to_yaml_dict() makes of the same features and split."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+
+    wnids = ["n01443537", "n01629819", "n04557648"]
+    splits = SplitDict()
+    splits.add(SplitInfo(name=layout.SPLIT, num_bytes=1234, num_examples=56))
+    theirs = DatasetInfo(features=layout.features(kind, wnids, images=images), splits=splits,
+                         download_size=789, dataset_size=1234)._to_yaml_dict()
+    assert layout.yaml_features(kind, wnids, images=images) == theirs["features"]
+    assert list(theirs) == ["features", "splits", "download_size", "dataset_size"]
+    assert theirs["splits"] == [{"name": layout.SPLIT, "num_bytes": 1234, "num_examples": 56}]
+
+
 def test_small_limits_cut_many_shards_and_row_groups_that_still_load(release_inputs, tmp_path, monkeypatch):
     """Same code path as the 500 MB / 64 MiB limits of a real build, at a scale the sample reaches."""
     monkeypatch.setattr(layout, "SHARD_IMAGE_BYTES", 400_000)
