@@ -6,7 +6,9 @@ settings); the build itself is a pure function of them and the image bytes. So t
 fed the user's copy of the files, reproduces the maintainer's folder byte for byte (given the same
 pyarrow and datasets versions, which the release records: a difference is reported, since it can
 change the Parquet bytes though never the content). The manifest files are copied verbatim.
-Before anything is written, every file of the user's copy that is missing or differs is listed.
+Every file of the user's copy that is missing or differs is listed, and the output folder is not
+written (missing files stop it before any write; differing bytes are found as the files are read
+into the private staging folder, which is then deleted: see builders.build).
 """
 from __future__ import annotations
 
