@@ -3,8 +3,12 @@
     .venv/bin/python benchmarks/proposals_quality.py [--embedder SPEC ...] [--no-random-reference]
 
 Two sets: `sample_data/imagenet/train` (18 classes, 675 photos; the scoring was designed on it)
-and `sample_data/tiny_imagenet/train` (30 classes of 10 photos: a second set). For each set and
-embedder it runs the real `propose` pipeline and prints:
+and `sample_data/tiny_imagenet/train` (30 classes of 10 photos: a second set); then a **scale
+check**: both sets copied into one folder as if they were one class of 975 photos, of which
+`propose --per-class 157` takes the 157 best pairs, as it will from a real 1,300-image class (the
+photos are of 41 classes, so "same object" is looser here; what it shows is whether the extreme
+top of a large ranking stays context-diverse). For each set and embedder it runs the real
+`propose` pipeline and prints:
 
 - **same-class nearest neighbour**: how often an image's nearest other image by the score's
   object distance (vectors standardised over the whole set the way scoring standardises a class)
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,7 +42,7 @@ from curation_app.proposals.embedders import load_embedder
 from curation_app.proposals.output import read_proposals
 from curation_app.proposals.propose import propose
 from curation_app.proposals.quality import MEASURES, compare, distances, region_histograms
-from curation_app.proposals.scoring import class_statistics, standardise
+from curation_app.proposals.scoring import class_statistics, squared_distances, standardise
 from pair_manifest.errors import UserError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -58,13 +63,17 @@ def nearest_same_class(spec: str, project: Path, files: dict[str, list[str]]) ->
     cache.close()
     vectors, contexts, labels = np.concatenate(vectors), np.concatenate(contexts), np.array(labels)
     objects, _ = standardise(vectors, contexts, class_statistics(vectors, contexts, model.standardize))
-    similarity = objects @ objects.T
-    np.fill_diagonal(similarity, -np.inf)
-    return float((labels[similarity.argmax(axis=1)] == labels).mean())
+    distance = squared_distances(objects, objects)
+    np.fill_diagonal(distance, np.inf)
+    return float((labels[distance.argmin(axis=1)] == labels).mean())
 
 
-def evaluate(spec: str, root: Path, project: Path, files: dict[str, list[str]], measures: dict, csv: Path) -> dict:
-    summary = propose(root, project, embedder=spec, classes=str(csv), workers=os.cpu_count())
+SCALE_PAIRS = 157  # the pairs a class contributes to the dataset
+
+
+def evaluate(spec: str, root: Path, project: Path, files: dict[str, list[str]], measures: dict, csv: Path,
+             per_class: int | None = None) -> dict:
+    summary = propose(root, project, embedder=spec, classes=str(csv), workers=os.cpu_count(), per_class=per_class)
     rows = read_proposals(project).to_pylist()
     chosen = {"all": {m: {} for m in MEASURES}, "top 25%": {m: {} for m in MEASURES}}
     for wnid, names in files.items():
@@ -81,17 +90,39 @@ def evaluate(spec: str, root: Path, project: Path, files: dict[str, list[str]], 
             "rows": {(subset, m): compare(chosen[subset][m], every[m]) for subset in chosen for m in MEASURES}}
 
 
-def report(result: dict) -> None:
-    print(f"\n{result['label']}: {result['pairs']} pairs; an image's nearest neighbour is of its class "
-          f"{100 * result['nearest_same']:.1f} % of the time")
+def report(result: dict, nearest: bool = True) -> None:
+    same = (f"; an image's nearest neighbour is of its class {100 * result['nearest_same']:.1f} % of the time"
+            if nearest else "")
+    print(f"\n{result['label']}: {result['pairs']} pairs{same}")
     print(f"  {'measure':<16} {'pairs':<8} {'distance':>8} {'random':>7} {'(sd)':>6} {'effect':>7} "
           f"{'95% interval':>16}   classes where wanted (sign test)")
     for (subset, m), c in result["rows"].items():
         larger = m.startswith("context")
         wins = c.above if larger else c.classes - c.above
+        classes = (f"{wins:>2}/{c.classes} {'farther' if larger else 'closer'} (p = {c.sign_test(larger):.2g})"
+                   if c.classes > 1 else "(one class: interval over pairs)")
         print(f"  {m:<16} {subset:<8} {c.proposed:>8.3f} {c.random:>7.3f} {c.random_sd:>6.3f} {c.effect:>+7.2f} "
-              f"[{c.interval[0]:+.2f}, {c.interval[1]:+.2f}]   {wins:>2}/{c.classes} {'farther' if larger else 'closer'}"
-              f" (p = {c.sign_test(larger):.2g})")
+              f"[{c.interval[0]:+.2f}, {c.interval[1]:+.2f}]   {classes}")
+
+
+def describe(files: dict[str, list[str]]) -> str:
+    sizes = np.array([len(v) for v in files.values()])
+    chance = float((sizes * (sizes - 1)).sum() / (sizes.sum() * (sizes.sum() - 1)))
+    return (f"{sizes.sum()} images in {len(files)} classes; chance of a same-class nearest neighbour "
+            f"{100 * chance:.1f} %")
+
+
+def measure_set(specs: list[str], root: Path, files: dict[str, list[str]], work: Path,
+                per_class: int | None = None) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    csv = work / "classes.csv"
+    csv.write_text("wnid\n" + "\n".join(files) + "\n")
+    histograms = {f: region_histograms(root / f) for names in files.values() for f in names}
+    measures = {m: {wnid: distances(np.stack([histograms[f][m] for f in names])) for wnid, names in files.items()}
+                for m in MEASURES}
+    for k, spec in enumerate(specs):
+        result = evaluate(spec, root, work / f"project-{k}", files, measures, csv, per_class)
+        report(result, nearest=len(files) > 1)
 
 
 def main() -> None:
@@ -121,17 +152,17 @@ def main() -> None:
             specs.append(f"torchvision:resnet18@{weights}")
         for number, root in enumerate(SETS):
             files = {d.name: sorted(f"{d.name}/{p.name}" for p in d.iterdir()) for d in sorted(root.iterdir())}
-            csv = Path(tmp) / f"classes-{number}.csv"
-            csv.write_text("wnid\n" + "\n".join(files) + "\n")
-            histograms = {f: region_histograms(root / f) for names in files.values() for f in names}
-            measures = {m: {wnid: distances(np.stack([histograms[f][m] for f in names]))
-                            for wnid, names in files.items()} for m in MEASURES}
-            sizes = np.array([len(v) for v in files.values()])
-            chance = float((sizes * (sizes - 1)).sum() / (sizes.sum() * (sizes.sum() - 1)))
-            print(f"\n== {root.relative_to(SAMPLE.parent)}: {sizes.sum()} images in {len(files)} classes; chance of a "
-                  f"same-class nearest neighbour {100 * chance:.1f} % ==")
-            for k, spec in enumerate(specs):
-                report(evaluate(spec, root, Path(tmp) / f"project-{number}-{k}", files, measures, csv))
+            print(f"\n== {root.relative_to(SAMPLE.parent)}: {describe(files)} ==")
+            measure_set(specs, root, files, Path(tmp) / f"set-{number}")
+        pool = Path(tmp) / "pool" / "images"
+        wnid = sorted(SETS[0].iterdir())[0].name
+        (pool / wnid).mkdir(parents=True)
+        for number, root in enumerate(SETS):
+            for path in sorted(root.glob("*/*")):
+                shutil.copy2(path, pool / wnid / f"set{number}_{path.parent.name}_{path.name}")
+        files = {wnid: sorted(f"{wnid}/{p.name}" for p in (pool / wnid).iterdir())}
+        print(f"\n== scale check: both sets as one class of {len(files[wnid])} photos, the best {SCALE_PAIRS} pairs ==")
+        measure_set([s for s in specs if "random-init" not in s], pool, files, Path(tmp) / "pool", SCALE_PAIRS)
     print("\ndistance: mean 1 - histogram intersection of the proposed pairs (context band / centre; colour: 4x4x4 RGB, "
           "texture: LBP riu2); random: every same-class pair; effect: (distance - random) / within-class sd of random "
           "pairs, 95 % bootstrap interval over classes; 'top 25%': the best-ranked quarter of each class's proposals")

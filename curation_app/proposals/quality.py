@@ -18,7 +18,8 @@ of each side), the regions the pixels features also use. The distance of two ima
 A set of proposed pairs is compared, class by class, with *every* pair of the class (the exact
 expectation of a random same-class pair): `compare` gives the mean difference in units of the
 within-class standard deviation of random pairs (an effect size), a bootstrap interval over
-classes, and the number of classes where the proposals beat random with a one-sided sign test.
+classes (over pairs when there is one class), and the number of classes where the proposals beat
+random with a one-sided sign test.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class Comparison:
     random: float  # mean over classes' random-pair expectations, weighted like `proposed`
     random_sd: float  # within-class standard deviation of random pairs (pooled)
     effect: float  # (proposed - random) / random_sd
-    interval: tuple[float, float]  # 95 % bootstrap interval of `effect`, classes resampled
+    interval: tuple[float, float]  # 95 % bootstrap interval of `effect`: classes resampled (pairs if one class)
     above: int  # classes whose proposals' mean distance exceeds their random expectation
     classes: int
     pairs: int
@@ -136,7 +137,12 @@ def compare(proposed: dict[str, list[float]], every: dict[str, np.ndarray]) -> C
         return float(np.average(means[index] - expected[index], weights=weights[index]) / sd)
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    draws = [effect(rng.integers(0, len(classes), len(classes))) for _ in range(BOOTSTRAP_DRAWS)]
+    if len(classes) > 1:
+        draws = [effect(rng.integers(0, len(classes), len(classes))) for _ in range(BOOTSTRAP_DRAWS)]
+    else:  # one class: the proposed pairs are what varies
+        values = np.asarray(proposed[classes[0]], dtype=np.float64)
+        draws = [(values[rng.integers(0, len(values), len(values))].mean() - expected[0]) / sd
+                 for _ in range(BOOTSTRAP_DRAWS)]
     low, high = np.percentile(draws, [2.5, 97.5])
     everything = np.arange(len(classes))
     return Comparison(float(np.average(means, weights=weights)), float(np.average(expected, weights=weights)),

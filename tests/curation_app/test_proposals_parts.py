@@ -79,20 +79,45 @@ def test_object_features_follow_the_centre_and_context_the_border(sample_images)
 
 def test_scores_follow_the_formula():
     rng = np.random.default_rng(0)
-    vectors, context = rng.normal(size=(30, 8)), rng.normal(size=(30, FEATURE_WIDTH))
-    for mode in ("zscore", "center"):
+    for mode, width in (("zscore", FEATURE_WIDTH), ("center", 8)):
+        vectors, context = rng.normal(size=(30, width)), rng.normal(size=(30, FEATURE_WIDTH))
+        vectors[0] *= 40  # an outlier: clipped in zscore mode, shortened to unit length in center mode
         stats = class_statistics(vectors, context, mode)
         objects, contexts = standardise(vectors, context, stats)
-        assert np.allclose(np.linalg.norm(objects, axis=1), 1) and np.allclose(np.linalg.norm(contexts, axis=1), 1)
         scores = pair_scores(objects, contexts, objects, contexts)
         i, j = 3, 17
-        expected = (objects[i] @ objects[j] - CONTEXT_WEIGHT * contexts[i] @ contexts[j]) / (1 + CONTEXT_WEIGHT)
-        assert scores[i, j] == pytest.approx(expected) and np.all(np.abs(scores) <= 1 + 1e-9)
+        other_object, other_context = ((objects[i] - objects[j]) ** 2).sum(), ((contexts[i] - contexts[j]) ** 2).sum()
+        expected = (CONTEXT_WEIGHT * other_context - other_object) / (1 + CONTEXT_WEIGHT)
+        assert scores[i, j] == pytest.approx(expected)
+        upper = np.triu_indices(30, 1)
+        # Both distances are in units of the class's mean pair distance, so a random pair scores 0 on average.
+        assert ((objects[:, None] - objects[None]) ** 2).sum(axis=2)[upper].mean() == pytest.approx(1.0)
+        assert ((contexts[:, None] - contexts[None]) ** 2).sum(axis=2)[upper].mean() == pytest.approx(1.0)
+        assert scores[upper].mean() == pytest.approx(0.0, abs=1e-9)
+        # Scoring a subset against the pool statistics gives the same numbers (pick mode = proposals).
+        few = pair_scores(objects[[i]], contexts[[i]], objects[[j, 5]], contexts[[j, 5]])[0]
+        assert few == pytest.approx(scores[i, [j, 5]], abs=1e-9)
     # Same object, other context beats same object, same context, and other object, other context.
     obj = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
     ctx = np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
     s = pair_scores(obj, ctx, obj, ctx)
     assert s[0, 1] > s[0, 2] and s[0, 1] > s[0, 3]
+
+
+def test_a_typical_pair_is_not_scored_as_diverse():
+    """Two images at the class mean have (almost) equal contexts: their pair must not tie with a pair
+    whose contexts really differ, as it did when the score took cosines of standardised vectors (a
+    near-zero vector has a direction, but it is noise: here exactly opposite, cosine -1)."""
+    rng = np.random.default_rng(1)
+    objects, contexts = rng.normal(size=(40, FEATURE_WIDTH)), rng.normal(size=(40, FEATURE_WIDTH))
+    mean_context, tiny = contexts[4:].mean(axis=0), 1e-3 * rng.normal(size=FEATURE_WIDTH)
+    contexts[0], contexts[1] = mean_context + tiny, mean_context - tiny  # typical contexts
+    contexts[3] = 2 * mean_context - contexts[2]  # 2's context mirrored around the class mean
+    objects[1], objects[3] = objects[0], objects[2]  # both pairs: the same object
+    o, c = standardise(objects, contexts, class_statistics(objects, contexts, "zscore"))
+    s = pair_scores(o, c, o, c)
+    assert s[0, 1] == pytest.approx(0.0, abs=0.01)  # nothing to gain, nothing lost
+    assert s[2, 3] > s[0, 1] + 0.5
 
 
 def test_same_photo_groups_join_bytes_and_phash(sample_images):
