@@ -84,7 +84,8 @@ class Embedder:
     `label` names the embedder in proposals.parquet and in decision sources; `cache_key` names
     the vectors (feature version, weights hash) so changed features are never mixed with stale
     ones; `standardize` is how scoring normalises object vectors within a class: `zscore` for
-    hand-made features whose dimensions have unrelated units, `center` for network features."""
+    the hand-made pixels features, whose dimensions have unrelated units (z-scored, colour and
+    texture blocks weighted equally), `center` for network features (unit length, centred)."""
 
     label = "pixels"
     standardize = "zscore"
