@@ -163,9 +163,10 @@ def main() -> None:
         files = {wnid: sorted(f"{wnid}/{p.name}" for p in (pool / wnid).iterdir())}
         print(f"\n== scale check: both sets as one class of {len(files[wnid])} photos, the best {SCALE_PAIRS} pairs ==")
         measure_set([s for s in specs if "random-init" not in s], pool, files, Path(tmp) / "pool", SCALE_PAIRS)
-    print("\ndistance: mean 1 - histogram intersection of the proposed pairs (context band / centre; colour: 4x4x4 RGB, "
-          "texture: LBP riu2); random: every same-class pair; effect: (distance - random) / within-class sd of random "
-          "pairs, 95 % bootstrap interval over classes; 'top 25%': the best-ranked quarter of each class's proposals")
+    print("\ndistance: mean 1 - histogram intersection of the proposed pairs (context band / centre; colour: "
+          "4x4x4 RGB, texture: LBP riu2); random: every same-class pair; effect: (distance - random) / within-class "
+          "sd of random pairs, 95 % bootstrap interval over classes (over pairs for the scale check); 'top 25%': the "
+          "best-ranked quarter of each class's proposals")
     if not args.no_random_reference:
         print("(torchvision-resnet18@random-init: random weights, a floor for comparison, not an embedder to use)")
 
