@@ -133,3 +133,12 @@ def test_a_foreign_run_under_a_runs_name_is_refused(smoke, tmp_path, capsys):
     code = main(["reproduce", "table1", "--smoke", "--only", "SP", "--runs", str(runs), "--out", str(tmp_path)])
     assert code == 2
     assert "holds a different run" in capsys.readouterr().err
+
+
+def test_only_some_rows_still_writes_table_and_figure(smoke, tmp_path):
+    out = tmp_path / "partial"
+    code = main(["reproduce", "figure4", "--smoke", "--only", "SimCLR", "--runs", str(smoke / "runs"), "--out", str(out)])
+    assert code == 0
+    rows = {r["row"] for r in csv.DictReader((out / "figure4.csv").open())}
+    assert rows and all("SimCLR" in row for row in rows)
+    assert (out / "figure4.png").stat().st_size > 0

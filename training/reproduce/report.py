@@ -114,29 +114,35 @@ def write_plot(path: Path, experiment: Experiment, results: list[Result], smoke:
 
     columns = [c for c in experiment.columns if c not in ("Classes", "Samples") and not c.startswith("Time")]
     lookup = {(r.row, r.column): r for r in results}
+    rows = [row for row in experiment.rows if any((row, c) in lookup for c in columns)]  # --only keeps some
+
+    def value(row: str, column: str, field: str) -> float | None:
+        result = lookup.get((row, column))
+        return None if result is None else getattr(result, field)
+
     stand_ins = {r.column for r in results if "standing in" in r.note}
     labels = [f"{c}\n(CIFAR-10 sample)" if c in stand_ins else c for c in columns]
-    width_inches = max(6.5, 2.0 * len(columns), 0.55 * len(columns) * len(experiment.rows))
+    width_inches = max(6.5, 2.0 * len(columns), 0.55 * len(columns) * len(rows))
     figure, axis = plt.subplots(figsize=(width_inches, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     if experiment.plot == "lines":
         xs = list(range(len(columns)))
-        for i, row in enumerate(experiment.rows):
-            ours = [lookup[(row, c)].ours for c in columns]
-            paper = [lookup[(row, c)].paper for c in columns]
+        for i, row in enumerate(rows):
+            ours = [value(row, c, "ours") for c in columns]
+            paper = [value(row, c, "paper") for c in columns]
             colour = colours[i % len(colours)]
             axis.plot(xs, [math.nan if v is None else v for v in ours], "o-", color=colour, label=f"{row} (ours)")
             axis.plot(xs, [math.nan if v is None else v for v in paper], "x--", color=colour, label=f"{row} (paper)")
         axis.set_xticks(xs, labels)
     else:
-        width = 0.8 / max(1, len(experiment.rows))
-        for i, row in enumerate(experiment.rows):
-            positions = [j + (i - (len(experiment.rows) - 1) / 2) * width for j in range(len(columns))]
-            ours = [lookup[(row, c)].ours for c in columns]
-            paper = [lookup[(row, c)].paper for c in columns]
+        width = 0.8 / max(1, len(rows))
+        for i, row in enumerate(rows):
+            positions = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(columns))]
+            ours = [value(row, c, "ours") for c in columns]
+            paper = [value(row, c, "paper") for c in columns]
             hatch = "//" if "(SP)" in row else None  # the paper's Figure 4: SP striped, AP solid
             axis.bar(positions, [0 if v is None else v for v in ours], width, color=colours[(i // 2) % len(colours)]
-                     if len(experiment.rows) > 2 else colours[i % len(colours)], hatch=hatch, label=row,
+                     if len(rows) > 2 else colours[i % len(colours)], hatch=hatch, label=row,
                      edgecolor="white" if hatch else None)
             marked = [(p, v) for p, v in zip(positions, paper) if v is not None]
             if marked:
