@@ -15,11 +15,11 @@ import hashlib
 import hmac
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pair_manifest.atomic import write_atomically
 from pair_manifest.errors import UserError
 
 SCRYPT_LOG2_N = 17  # OWASP: N=2^17, r=8, p=1 (~128 MiB, ~0.6 s on a 2-core VM)
@@ -101,24 +101,9 @@ def add_user(path: str | Path, name: str, password: str, *, log2_n: int = SCRYPT
     accounts = read_accounts(path) if path.exists() else {}
     outcome = "updated" if name in accounts else "added"
     accounts[name] = make_account(name, password, log2_n=log2_n)
-    _write_atomically(path, "".join(a.line() + "\n" for a in accounts.values()))
+    text = "".join(a.line() + "\n" for a in accounts.values())
+    write_atomically(path, lambda handle: handle.write(text.encode("utf-8")), mode=0o600)
     return outcome
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class UserBook:

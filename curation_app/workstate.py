@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from pair_manifest.errors import UserError
+from pair_manifest.sqlite_db import ThreadConnections
 
 WORK_FILE = "work.sqlite"
 LEASE_SECONDS = 15 * 60  # a coffee break keeps the class; a finished shift gives it back
@@ -93,9 +91,9 @@ class WorkState:
     def __init__(self, path: str | Path, *, lease_seconds: float = LEASE_SECONDS, timeout: float = 60.0):
         self.path = Path(path)
         self.lease_seconds = lease_seconds
-        self.timeout = timeout
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # synchronous=NORMAL, not FULL: in WAL mode a killed process loses nothing either way, and
+        # what a power cut could roll back here (the current item) is rebuilt from the decision log.
+        self._db = ThreadConnections(self.path, synchronous="NORMAL", what="work-state file", timeout=timeout)
         self._connection().executescript(_SCHEMA)
 
     @classmethod
@@ -103,37 +101,13 @@ class WorkState:
         return cls(Path(project_dir) / WORK_FILE, **kwargs)
 
     def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            try:
-                connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-                connection.execute("PRAGMA journal_mode=WAL")
-                # NORMAL, not FULL: in WAL mode a killed process loses nothing either way, and what a
-                # power cut could roll back here (the current item) is rebuilt from the decision log.
-                connection.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.DatabaseError as error:
-                raise UserError(f"{self.path}: not a usable work-state file ({error})") from None
-            connection.row_factory = sqlite3.Row
-            self._local.connection = connection
-        return connection
+        return self._db.connection()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        else:
-            connection.execute("COMMIT")
+    def _transaction(self):
+        return self._db.transaction()
 
     def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+        self._db.close()
 
     # -- leases ------------------------------------------------------------------------------
 

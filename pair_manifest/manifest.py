@@ -11,14 +11,13 @@ the writer options are fixed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pair_manifest.atomic import write_atomically
 from pair_manifest.classes import ClassSelection, load_selection, selection_from_wnids
 from pair_manifest.errors import UserError
 from pair_manifest.store import AcceptedPair, Decision, DecisionStore, pair_id
@@ -118,26 +117,9 @@ def _timestamp(text: str):
 
 
 def write_table_atomically(table: pa.Table, path: Path) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder: readers see the old file or
-    the new one, never half of one, even across a power cut."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd", write_statistics=True,
-                           use_dictionary=True, store_schema=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Fixed writer options, so the same table always gives the same bytes."""
+    write_atomically(path, lambda handle: pq.write_table(
+        table, handle, compression="zstd", write_statistics=True, use_dictionary=True, store_schema=True))
 
 
 def write_manifest(out_dir: str | Path, pairs: pa.Table, decisions: pa.Table) -> None:

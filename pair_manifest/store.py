@@ -26,15 +26,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from pair_manifest.errors import UserError
 from pair_manifest.images import NEAR_DUPLICATE_BITS, PerceptualHash, open_rgb, perceptual_hash, sha256_file
+from pair_manifest.sqlite_db import ThreadConnections
 
 VERDICTS = ("accept", "reject", "skip", "undo")
 TAGS = ("background", "occlusion", "pattern", "illumination", "viewpoint", "other")
@@ -176,9 +174,8 @@ class DecisionStore:
     def __init__(self, path: str | Path, *, images_root: str | Path | None = None, timeout: float = 60.0):
         self.path = Path(path)
         self.images_root = Path(images_root) if images_root else None
-        self.timeout = timeout
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = ThreadConnections(self.path, synchronous="FULL", what="decision store", timeout=timeout,
+                                     foreign_keys=True)
         self._connection().executescript(_SCHEMA)
         version = int(self.get_meta("schema_version") or 0)
         if version != SCHEMA_VERSION:
@@ -191,36 +188,13 @@ class DecisionStore:
     # -- connections -------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            try:
-                connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
-                connection.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.DatabaseError as error:
-                raise UserError(f"{self.path}: not a usable decision store ({error})") from None
-            connection.row_factory = sqlite3.Row
-            self._local.connection = connection
-        return connection
+        return self._db.connection()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        else:
-            connection.execute("COMMIT")
+    def _transaction(self):
+        return self._db.transaction()
 
     def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+        self._db.close()
 
     # -- metadata ----------------------------------------------------------------------------
 
