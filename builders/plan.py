@@ -114,26 +114,23 @@ def plan_from_manifest(manifest_dir: str | Path, images_root: str | Path, settin
     selection = selection_from_wnids(manifest.class_wnids, f"{manifest_dir} class list")
     classes = tuple(ClassEntry(c.wnid, c.name, c.group, c.source) for c in selection.classes)
     target = settings.pairs_per_class
-    name_of = {c.wnid: c.name for c in classes}
-    rows = [r for r in manifest.pairs.to_pylist() if r["rank_in_class"] < target]
-    rows.sort(key=lambda r: (selection.label_of(r["wnid"]), r["rank_in_class"]))
-    sp_rows = [{
-        "pair_id": r["pair_id"], "label": selection.label_of(r["wnid"]), "class_name": name_of[r["wnid"]],
-        "wnid": r["wnid"], "file_a": r["file_a"], "file_b": r["file_b"], "sha256_a": r["sha256_a"],
-        "sha256_b": r["sha256_b"], "tags": list(r["tags"]), "rank_in_class": r["rank_in_class"],
-    } for r in rows]
-    if not sp_rows:
+    wnids = [c.wnid for c in classes]
+    sp = _sp_table(manifest.pairs, classes, target)
+    if sp.num_rows == 0:
         raise UserError(f"{manifest_dir}: the manifest has no accepted pairs, nothing to build")
-    counts = {c.wnid: 0 for c in classes}
-    for row in sp_rows:
-        counts[row["wnid"]] += 1
+    counts = {wnid: 0 for wnid in wnids}
+    for wnid in sp.column("wnid").to_pylist():
+        counts[wnid] += 1
     if settings.ap_source == "pair_a":
-        ap_rows = [{"image_id": image_id(r["file_a"]), "label": r["label"], "class_name": r["class_name"],
-                    "wnid": r["wnid"], "file": r["file_a"], "sha256": r["sha256_a"],
-                    "rank_in_class": r["rank_in_class"]} for r in sp_rows]
+        files = sp.column("file_a").to_pylist()
+        ap = pa.table({"image_id": [image_id(file) for file in files], "label": sp.column("label"),
+                       "class_name": sp.column("class_name"), "wnid": sp.column("wnid"), "file": sp.column("file_a"),
+                       "sha256": sp.column("sha256_a"), "rank_in_class": sp.column("rank_in_class")})
+        ap = ap.cast(layout.arrow_schema("ap", wnids, images=False)).combine_chunks()
         ap_problems: list[str] = []
     else:
         ap_rows, ap_problems = random_ap_rows(classes, counts, Path(images_root), settings.seed)
+        ap = pa.Table.from_pylist(ap_rows, schema=layout.arrow_schema("ap", wnids, images=False))
     if ap_problems:
         raise ProblemsFound(f"{images_root}: cannot draw the AP images, nothing built", ap_problems)
     shortfalls = shortfall_lines(classes, counts, target)
@@ -141,9 +138,26 @@ def plan_from_manifest(manifest_dir: str | Path, images_root: str | Path, settin
         raise ProblemsFound(
             f"{manifest_dir}: classes short of {target} pairs (pass --allow-short to build anyway), nothing built",
             shortfalls)
-    sp = pa.Table.from_pylist(sp_rows, schema=layout.arrow_schema("sp", [c.wnid for c in classes], images=False))
-    ap = pa.Table.from_pylist(ap_rows, schema=layout.arrow_schema("ap", [c.wnid for c in classes], images=False))
     return ReleasePlan(classes, settings, sp, ap, built_with_versions(), shortfalls)
+
+
+def _sp_table(pairs: pa.Table, classes: tuple[ClassEntry, ...], target: int) -> pa.Table:
+    """The SP manifest rows: the pairs ranked below the target, in (label, rank) order, with
+    Arrow compute rather than a Python dict per pair (a plan of ImageNet size has 29,359)."""
+    import pyarrow.compute as pc
+
+    wnids = [c.wnid for c in classes]
+    pairs = pairs.filter(pc.less(pairs.column("rank_in_class"), target))
+    labels = pc.index_in(pairs.column("wnid"), value_set=pa.array(wnids, pa.string()))  # validated: all present
+    pairs = pairs.append_column("_label", labels).sort_by([("_label", "ascending"), ("rank_in_class", "ascending")])
+    labels = pairs.column("_label")
+    table = pa.table({
+        "pair_id": pairs.column("pair_id"), "label": labels,
+        "class_name": pc.take(pa.array([c.name for c in classes], pa.string()), labels),
+        **{name: pairs.column(name) for name in ("wnid", "file_a", "file_b", "sha256_a", "sha256_b", "tags",
+                                                 "rank_in_class")},
+    })
+    return table.cast(layout.arrow_schema("sp", wnids, images=False)).combine_chunks()
 
 
 def shortfall_lines(classes: tuple[ClassEntry, ...], counts: dict[str, int], target: int) -> list[str]:
