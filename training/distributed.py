@@ -66,6 +66,9 @@ def teardown(ctx: DistContext) -> None:
     """Destroy the process group if `setup` made it (a group is never re-created in one process:
     a second rendezvous on torchrun's store can read the first one's stale addresses)."""
     if ctx.owns_group and dist.is_available() and dist.is_initialized():
+        # Every rank leaves together: a gloo rank destroying its group while a peer still has
+        # collectives in flight can abort the peer ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 
