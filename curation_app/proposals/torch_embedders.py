@@ -8,7 +8,6 @@ so a model gives its pooled features; they are L2-normalised by scoring.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -154,10 +153,8 @@ def checkpoint_embedder(spec: EmbedderSpec) -> TorchEmbedder:
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if not checkpoint.is_file():
         raise UserError(f"checkpoint:{run_dir}: no checkpoints/last.pt in the run folder")
-    if importlib.util.find_spec("training.checkpoints") is not None:
-        from training.checkpoints import load_eval_backbone
-    else:  # the training package's own loader is not there yet: read the same format directly
-        load_eval_backbone = _load_eval_backbone
+    from training.checkpoints import load_eval_backbone
+
     try:
         model, config = load_eval_backbone(run_dir)
     except Exception as error:  # noqa: BLE001 - any failure to load is a bad run folder
@@ -168,39 +165,6 @@ def checkpoint_embedder(spec: EmbedderSpec) -> TorchEmbedder:
     resolution = config.get("resolution", backbone.get("image_size", 64))
     if not isinstance(resolution, int) or resolution < 8:
         raise UserError(f"{run_dir / 'config.json'}: field 'resolution' must be an integer >= 8, got {resolution!r}")
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    # Normalised as in training (training.augment: ImageNet mean and std).
     return TorchEmbedder(safe_label(f"checkpoint-{run_dir.resolve().name}"),
-                         f"checkpoint/{sha256_file(checkpoint)[:16]}", model, resize=resolution, crop=resolution,
-                         mean=tuple(data.get("mean", IMAGENET_MEAN)), std=tuple(data.get("std", IMAGENET_STD)))
-
-
-def _load_eval_backbone(run_dir: Path) -> tuple[nn.Module, dict]:
-    """`config.json` {"backbone": {"name", "stem", "image_size"}} + `checkpoints/last.pt`
-    {"eval_backbone": state_dict}: the run-folder format of the training package."""
-    from training.backbones import BackboneSpec, build_backbone
-
-    path = run_dir / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found (a run folder holds config.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not valid JSON ({error})") from None
-    fields = config.get("backbone") if isinstance(config, dict) else None
-    if not isinstance(fields, dict):
-        raise UserError(f"{path}: field 'backbone' ({{name, stem, image_size}}) is missing")
-    try:
-        model, _ = build_backbone(BackboneSpec(name=fields.get("name", "resnet50"), stem=fields.get("stem", "imagenet"),
-                                               image_size=int(fields.get("image_size", 64))))
-    except (ValueError, TypeError) as error:
-        raise UserError(f"{path}: backbone: {error}") from None
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    state = _torch_load(checkpoint)
-    if not isinstance(state, dict) or "eval_backbone" not in state:
-        raise UserError(f"{checkpoint}: has no 'eval_backbone' entry")
-    try:
-        model.load_state_dict(state["eval_backbone"])
-    except RuntimeError as error:
-        raise UserError(f"{checkpoint}: eval_backbone does not fit backbone {fields.get('name')} "
-                        f"({str(error).strip().splitlines()[0]})") from None
-    return model, config
+                         f"checkpoint/{sha256_file(checkpoint)[:16]}", model, resize=resolution, crop=resolution)

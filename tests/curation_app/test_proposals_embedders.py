@@ -109,12 +109,70 @@ def test_torchvision_never_downloads(tmp_path, monkeypatch):
     assert "nothing is downloaded" in message and not (tmp_path / "torch-home" / "hub" / "checkpoints").exists()
 
 
-def test_timm_names_the_missing_package():
-    """timm is deliberately not a dependency: the message must say what to install."""
+def hf_cache_with(cache, repo_id: str, files: dict[str, bytes]) -> None:
+    """Files laid out as huggingface_hub's cache keeps a downloaded snapshot (refs/main -> commit)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    for name, data in files.items():
+        (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+        (repo / "snapshots" / commit / name).write_bytes(data)
+
+
+def test_timm_loads_weights_from_the_hugging_face_cache(tmp_path, monkeypatch, two_classes):
+    """The real timm path: a model name, weights found in the Hub cache (placed there by the test:
+    nothing is downloaded), the classifier dropped, timm's own preprocessing settings used."""
+    import huggingface_hub.constants
+    import timm
+    from safetensors.torch import save
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UserError, match=r"timm:resnet18: weights \(timm/resnet18.a1_in1k\) are not in the Hugging Face cache"):
+        load_embedder("timm:resnet18")
+
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet18", pretrained=False).eval()
+    hf_cache_with(tmp_path / "hub", "timm/resnet18.a1_in1k", {"model.safetensors": save(reference.state_dict())})
+    embedder = load_embedder("timm:resnet18")
+    assert embedder.label == "timm-resnet18" and embedder.cache_key.startswith("timm/resnet18/")
+    assert (embedder.resize, embedder.crop) == (round(224 / 0.95), 224)  # resnet18.a1_in1k: crop_pct 0.95
+    batch = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    reference.reset_classifier(0)
+    with torch.no_grad():
+        pixels = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255
+        expected = reference((pixels - embedder.mean) / embedder.std).numpy()
+    assert expected.shape == (2, 512)  # pooled features, not the 1000 logits
+    np.testing.assert_allclose(embedder.embed(batch), expected, rtol=1e-4, atol=1e-4)
+
+    root, csv = two_classes
+    propose(root, tmp_path / "project", classes=str(csv), embedder="timm:resnet18", workers=1)
+    assert {r["embedder"] for r in read_rows(tmp_path / "project")} == {"timm-resnet18"}
+
+
+def test_timm_weights_of_another_model_are_refused(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    import timm
+    from safetensors.torch import save
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    hf_cache_with(tmp_path / "hub", "timm/resnet18.a1_in1k",
+                  {"model.safetensors": save(timm.create_model("resnet34", pretrained=False).state_dict())})
+    with pytest.raises(UserError, match=r"model.safetensors: weights do not fit this model"):
+        load_embedder("timm:resnet18")
+
+
+def test_timm_unknown_model_is_named():
+    with pytest.raises(UserError, match="timm:no_such_net"):
+        load_embedder("timm:no_such_net")
+
+
+def test_timm_names_the_missing_package(monkeypatch):
+    """Without timm installed (simulated: find_spec reports it absent) the message says what to install."""
     import importlib.util
 
-    if importlib.util.find_spec("timm") is not None:
-        pytest.fail("this test documents the message when timm is absent, but timm is installed here")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real_find_spec(name, *a))
     with pytest.raises(UserError, match=r"timm:vit_small_patch16_224: the 'timm' package is not installed \(pip install timm\)"):
         load_embedder("timm:vit_small_patch16_224")
 
