@@ -320,3 +320,21 @@ def test_methods_refuse_mismatched_views(images):
         method, _ = build(name)
         with pytest.raises(ValueError, match="view_a and view_b"):
             method(images[:8], images[:4])
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_bad_view_batches_are_refused_before_the_network_runs(name):
+    """Views of two shapes, or not (N, C, H, W), name the problem; the BatchNorm- and variance-based
+    methods also refuse a single image, which would otherwise train on a zero variance."""
+    method, _ = build(name)
+    with pytest.raises(ValueError, match=r"view_a and view_b must be \(N, C, H, W\) batches of one shape, "
+                                         r"got \(4, 3, 32, 32\) and \(4, 3, 16, 16\)"):
+        method(torch.zeros(4, 3, SIZE, SIZE), torch.zeros(4, 3, 16, 16))
+    with pytest.raises(ValueError, match="batches of one shape"):
+        method(torch.zeros(3, SIZE, SIZE), torch.zeros(3, SIZE, SIZE))
+    single = {"vicreg": "VICReg needs 2 or more images per batch for its variance, got 1",
+              "barlow_twins": "Barlow Twins needs 2 or more images per batch, got 1",
+              "simsiam": "SimSiam's BatchNorm needs 2 or more images per batch, got 1"}
+    if name in single:
+        with pytest.raises(ValueError, match=single[name]):
+            method(torch.zeros(1, 3, SIZE, SIZE), torch.zeros(1, 3, SIZE, SIZE))

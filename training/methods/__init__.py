@@ -32,8 +32,9 @@ What the training loop (training/loop.py, training/optim.py) also reads, all opt
   State changed in `update_targets` is fine for the graph only if it lives in tensors updated in
   place.
 
-Helpers a method may use: `training.precision.float32_loss` (decorator: the loss runs with
-autocast off, arguments in float32), `training.distributed.gather_with_grad` (the global batch
+Helpers a method may use: `training.views.check_views` (the shape check `forward` starts with),
+`training.precision.float32_loss` (decorator: the loss runs with autocast off, arguments in
+float32), `training.distributed.gather_with_grad` (the global batch
 under DDP, exact gradients on gloo and NCCL), `training.distributed.all_reduce_mean_`,
 `training.ema.ema_update_` (one fused `torch._foreach_lerp_` for a whole network) and
 `training.ema.cosine_momentum`. Under DDP the loop converts every BatchNorm to

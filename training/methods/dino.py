@@ -36,6 +36,7 @@ from torch import nn
 from training.distributed import all_reduce_mean_
 from training.ema import cosine_momentum, ema_update_
 from training.precision import float32_loss
+from training.views import check_views
 
 
 @dataclass(frozen=True)
@@ -198,11 +199,7 @@ class Method(nn.Module):
         self._freeze_last_layer = hp.freeze_last_layer > 0
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
-        if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(
-                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
-                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
-            )
+        check_views(view_a, view_b)
         both = torch.cat([view_a, view_b])  # (2N, C, H, W): main_dino.py runs the global crops together
         student = self.head(self.backbone(both), freeze_last_layer=self._freeze_last_layer)  # (2N, K)
         with torch.no_grad():

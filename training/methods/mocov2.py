@@ -32,6 +32,7 @@ from torch import nn
 from training.distributed import gather_with_grad, world_size
 from training.ema import ema_update_
 from training.precision import float32_loss
+from training.views import check_views
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,7 @@ class Method(nn.Module):
         self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
-        if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(
-                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
-                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
-            )
+        check_views(view_a, view_b)
         if view_a.shape[0] * world_size() > self.queue.shape[0]:
             size, batch = self.queue.shape[0], view_a.shape[0] * world_size()
             raise ValueError(f"queue_size {size} is smaller than the global batch {batch}")

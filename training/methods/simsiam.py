@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.precision import float32_loss
+from training.views import check_views
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,7 @@ class Method(nn.Module):
         self.predictor = build_predictor(hp.projector_dim, hp.predictor_hidden)
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
-        if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(
-                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
-                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
-            )
-        if view_a.shape[0] < 2:
-            raise ValueError(f"SimSiam's BatchNorm needs 2 or more images per batch, got {view_a.shape[0]}")
+        check_views(view_a, view_b, method="SimSiam's BatchNorm", min_batch=2)
         # Two passes, as builder.py: each branch's BatchNorm sees its own view's statistics.
         z_a = self.projector(self.backbone(view_a))  # (N, D)
         z_b = self.projector(self.backbone(view_b))

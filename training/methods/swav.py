@@ -31,6 +31,7 @@ from torch import nn
 
 from training.distributed import is_distributed, world_size
 from training.precision import float32_loss
+from training.views import check_views
 
 
 @dataclass(frozen=True)
@@ -179,11 +180,7 @@ class Method(nn.Module):
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
-        if view_a.ndim != 4 or view_a.shape != view_b.shape:
-            raise ValueError(
-                "view_a and view_b must be (N, C, H, W) batches of one shape, got "
-                f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
-            )
+        check_views(view_a, view_b)
         n = view_a.shape[0]
         if self._fill_queue and n > self.queue.shape[1]:
             raise ValueError(f"queue_length per rank {self.queue.shape[1]} is smaller than the batch {n}")

@@ -21,6 +21,7 @@ from torch import nn
 
 from training.distributed import gather_with_grad, is_distributed
 from training.precision import float32_loss
+from training.views import check_views
 
 
 @dataclass(frozen=True)
@@ -109,16 +110,6 @@ def build_projector(in_dim: int, widths: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _check_views(view_a: torch.Tensor, view_b: torch.Tensor) -> None:
-    if view_a.ndim != 4 or view_a.shape != view_b.shape:
-        raise ValueError(
-            "view_a and view_b must be (N, C, H, W) batches of one shape, got "
-            f"{tuple(view_a.shape)} and {tuple(view_b.shape)}"
-        )
-    if view_a.shape[0] < 2:
-        raise ValueError(f"VICReg needs 2 or more images per batch for its variance, got {view_a.shape[0]}")
-
-
 class Method(nn.Module):
     """Backbone + expander, trained with the VICReg loss; the backbone is what gets evaluated."""
 
@@ -131,7 +122,7 @@ class Method(nn.Module):
         self.projector = build_projector(feature_dim, tuple(hp.projector))
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
-        _check_views(view_a, view_b)
+        check_views(view_a, view_b, method="VICReg", min_batch=2, because=" for its variance")
         # Two passes, as main_vicreg.py: each branch's BatchNorm sees its own view's statistics.
         z_a = self.projector(self.backbone(view_a))  # (N, D)
         z_b = self.projector(self.backbone(view_b))
