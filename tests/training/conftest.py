@@ -1,10 +1,7 @@
-"""Fixtures for the training tests: a small Semantic Pairs repo folder in the Hub layout of
-DESIGN.md, written from the bundled real images.
-
-`write_sample_hub_repo` stands in for the builders package (`semantic-pairs build`), which was being
-written at the same time: swap its body for the real builder once that exists. It pairs consecutive
-images (sorted by name) of each class: real photographs, two different files of one class per row,
-but NOT curated semantic pairs.
+"""Fixtures for the training tests: the SP/AP release of the bundled real images, built by the
+project's own `semantic-pairs manifest import` + `build` (training.reproduce.smoke.sample_release:
+consecutive files of each class paired, real photos but NOT curated semantic pairs), and a repo
+written directly for bytes the real builder refuses to publish (corrupt images).
 """
 from __future__ import annotations
 
@@ -24,11 +21,11 @@ def _class_names(wnids: list[str]) -> dict[str, str]:
     return {w: (table[w].name if w in table and hasattr(table[w], "name") else w) for w in wnids}
 
 
-def write_sample_hub_repo(images_root: Path, out: Path, tier: str = "tier050") -> Path:
-    """SP and AP configs (`sp`, `sp_50`, `ap`, `ap_50`) of a Hub repo folder, from `train/<wnid>/`.
-
-    SP rows: the columns of DESIGN.md "Built repo", images as `{"bytes", "path"}` holding the original
-    file bytes; AP rows: `image_a` of each pair (DESIGN.md: AP defaults to the image_a of each pair)."""
+def write_repo_directly(images_root: Path, out: Path, tier: str = "tier050") -> Path:
+    """SP and AP configs (`sp`, `sp_50`, `ap`, `ap_50`) in the Hub layout, written row by row with
+    `datasets` and no checks: what a damaged or foreign copy of a release can hold, and what
+    `semantic-pairs build` refuses to write (undecodable images), so the loader's own refusal can be
+    tested. SP rows pair consecutive files of each class; AP rows are each pair's image_a."""
     import datasets
 
     wnids = sorted(p.name for p in images_root.iterdir() if p.is_dir())
@@ -69,14 +66,17 @@ def write_sample_hub_repo(images_root: Path, out: Path, tier: str = "tier050") -
 
 @pytest.fixture(scope="session")
 def sample_repo(tmp_path_factory, sample_images) -> Path:
-    """A read-only Hub repo folder (SP and AP) of the bundled ImageNet sample: 334 pairs, 18 classes."""
-    return write_sample_hub_repo(sample_images, tmp_path_factory.mktemp("hub") / "semantic_pairs")
+    """A read-only release folder (SP and AP) of the bundled ImageNet sample, built by the real
+    builder: 334 pairs, 18 classes."""
+    from training.reproduce.smoke import sample_release
+
+    return sample_release(tmp_path_factory.mktemp("hub"), sample_images)
 
 
 @pytest.fixture(scope="session")
 def hub_repo_writer():
-    """`write_sample_hub_repo`, for tests that build a repo from other images (edge cases)."""
-    return write_sample_hub_repo
+    """`write_repo_directly`, for repos of images the builder refuses (edge cases)."""
+    return write_repo_directly
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +86,11 @@ def training_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("training-cache")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
-    """One intra-op thread: the test machine's 2 cores are shared, and two spinning threads per process
-    under contention made steps ~10x slower. Subprocesses get OMP_NUM_THREADS=1 likewise."""
+    """One intra-op thread for every training test module, its module-scoped fixtures included: the
+    test machine's 2 cores are shared, and two spinning threads per process under contention made
+    steps ~10x slower. Subprocesses get OMP_NUM_THREADS=1 likewise."""
     import torch
 
     before = torch.get_num_threads()

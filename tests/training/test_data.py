@@ -24,7 +24,8 @@ def sp(sample_repo, training_cache):
 
 def test_sp_decodes_once_into_a_uint8_cache_that_later_loads_reuse(sp, sample_repo, training_cache):
     assert sp.pairs and sp.images.shape == (334, 2, 3, R, R) and sp.images.dtype == np.uint8
-    assert len(sp.class_names) == 18 and sp.labels.shape == (334,)
+    # The release's label space is its class selection (the default 187); the sample fills 18.
+    assert len(sp.class_names) == 187 and sp.labels.shape == (334,) and len(set(sp.labels.tolist())) == 18
     written = (sp.path / "images.npy").stat().st_mtime_ns
     again = load_dataset(str(sample_repo), "sp", resolution=R, cache_dir=training_cache / "decoded",
                          hf_cache_dir=str(training_cache / "hf"), progress=False)
@@ -110,13 +111,15 @@ def test_corrupt_images_are_refused_with_their_file_names(edge_cases_root, hub_r
 @pytest.mark.parametrize("data, config, expected", [
     ("{repo}", "sp_manifest", "manifest config holds ids"),
     ("{repo}", "spx", "not a training config"),
-    ("{repo}", "sp_100", "sp_100"),
+    ("{partial}", "sp_100", "sp_100"),  # a repo that declares sp and sp_50 only
     ("/no/such/folder", "sp", "neither an existing folder nor a Hub id"),
     ("{images}", "sp", "no README.md declaring `configs`"),
 ])
-def test_bad_data_options_get_one_line_messages(data, config, expected, sample_repo, sample_images, tmp_path):
+def test_bad_data_options_get_one_line_messages(data, config, expected, sample_repo, sample_images, hub_repo_writer,
+                                                 tmp_path):
+    partial = hub_repo_writer(sample_images, tmp_path / "partial") if "{partial}" in data else None
     with pytest.raises(TrainingError, match=expected) as caught:
-        load_dataset(data.format(repo=sample_repo, images=sample_images), config, resolution=16,
+        load_dataset(data.format(repo=sample_repo, images=sample_images, partial=partial), config, resolution=16,
                      cache_dir=tmp_path / "decoded", hf_cache_dir=str(tmp_path / "hf"), progress=False)
     assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
 

@@ -24,16 +24,6 @@ TINY = DetectionHyperparameters(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread makes these
-    small convolutions several times slower whenever another process runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _hand_case():
     """One class, two images. Ground truth: image 0 box A; image 1 box B and a difficult box C.
     Detections by score: 0.9 on A (IoU 0.8), 0.8 on A again (IoU 1.0), 0.7 on C (difficult),

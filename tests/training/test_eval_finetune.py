@@ -12,16 +12,6 @@ from training.eval.finetune import FinetuneHyperparameters, finetune, learning_r
 from .eval_support import make_run, small_cifar
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread makes these
-    small convolutions several times slower whenever another process runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_each_sample_gets_its_own_crop_and_a_full_crop_is_the_image():
     torch.manual_seed(0)
     image = torch.rand(1, 3, 16, 16)

@@ -14,7 +14,6 @@ A larger margin needs minutes of CPU training, which this suite cannot afford.""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from training.config import TrainConfig
 from training.eval.classify import evaluate_frozen
@@ -25,24 +24,19 @@ from .eval_support import make_run
 
 @pytest.mark.slow  # about 30 s of CPU training
 def test_brief_simclr_pretraining_beats_the_random_initialisation(sample_repo, training_cache, cifar10_root, tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        pretrained = tmp_path / "simclr"
-        train(TrainConfig(
-            data=str(sample_repo), config="ap", method="simclr", out=str(pretrained), resolution=32,
-            backbone="vit_tiny8", batch_size=128, epochs=58, seed=0, hp={"warmup_epochs": "0", "base_lr": "2.4"},
-            cache_dir=str(training_cache / "decoded"), hf_cache_dir=str(training_cache / "hf"), workers=1,
-            progress=False,
-        ))
-        random = make_run(tmp_path / "random", name="vit_tiny8", resolution=32, seed=0)
-        scores = {}
-        for name, run in (("pretrained", pretrained), ("random", random)):
-            for kind in ("knn", "linear"):
-                result, _ = evaluate_frozen(kind, run, str(cifar10_root), device="cpu")
-                scores[name, kind] = result["top1"]
-    finally:
-        torch.set_num_threads(threads)
+    pretrained = tmp_path / "simclr"
+    train(TrainConfig(
+        data=str(sample_repo), config="ap", method="simclr", out=str(pretrained), resolution=32,
+        backbone="vit_tiny8", batch_size=128, epochs=58, seed=0, hp={"warmup_epochs": "0", "base_lr": "2.4"},
+        cache_dir=str(training_cache / "decoded"), hf_cache_dir=str(training_cache / "hf"), workers=1,
+        progress=False,
+    ))
+    random = make_run(tmp_path / "random", name="vit_tiny8", resolution=32, seed=0)
+    scores = {}
+    for name, run in (("pretrained", pretrained), ("random", random)):
+        for kind in ("knn", "linear"):
+            result, _ = evaluate_frozen(kind, run, str(cifar10_root), device="cpu")
+            scores[name, kind] = result["top1"]
     assert scores["pretrained", "linear"] > scores["random", "linear"], scores
     mean = {name: (scores[name, "knn"] + scores[name, "linear"]) / 2 for name in ("pretrained", "random")}
     assert mean["pretrained"] > mean["random"] + 0.02, scores

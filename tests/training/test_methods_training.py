@@ -30,16 +30,6 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from two, and on a shared 2-core machine
-    two spinning OpenMP threads make a step 10x slower whenever another process runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def method_module(name):
     return importlib.import_module(f"training.methods.{name}")
 

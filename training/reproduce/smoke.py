@@ -84,12 +84,12 @@ def _cli(*args: str) -> None:
         raise EvalError(f"smoke data: `semantic-pairs {' '.join(args)}` failed ({code}): {last[0]}")
 
 
-def sample_release(data_dir: Path) -> Path:
-    """The SP/AP release of the bundled sample, built once into DATA_DIR/semantic_pairs."""
+def sample_release(data_dir: Path, images: Path = SAMPLE / "imagenet" / "train") -> Path:
+    """The SP/AP release of the bundled sample (or of another `train/<wnid>/` folder), built once
+    into DATA_DIR/semantic_pairs."""
     release = data_dir / "semantic_pairs"
     if (release / "README.md").is_file():
         return release
-    images = SAMPLE / "imagenet" / "train"
     data_dir.mkdir(parents=True, exist_ok=True)
     pairs = data_dir / "consecutive_pairs.csv"
     with pairs.open("w", newline="") as handle:
