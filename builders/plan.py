@@ -105,12 +105,15 @@ def plan_from_manifest(manifest_dir: str | Path, images_root: str | Path, settin
                        allow_short: bool = False) -> ReleasePlan:
     """Select the pairs of the release and the AP images; refuse classes short of the target."""
     from pair_manifest.manifest import read_manifest
-    from pair_manifest.validate import validate_manifest
+    from pair_manifest.validate import manifest_problems
 
-    problems = validate_manifest(manifest_dir)
+    try:
+        manifest = read_manifest(manifest_dir)
+    except UserError as error:
+        raise ProblemsFound(f"{manifest_dir}: invalid manifest, nothing built", [str(error)]) from None
+    problems = manifest_problems(manifest)
     if problems:
         raise ProblemsFound(f"{manifest_dir}: invalid manifest, nothing built", problems)
-    manifest = read_manifest(manifest_dir)
     selection = selection_from_wnids(manifest.class_wnids, f"{manifest_dir} class list")
     classes = tuple(ClassEntry(c.wnid, c.name, c.group, c.source) for c in selection.classes)
     target = settings.pairs_per_class

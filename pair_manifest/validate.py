@@ -13,8 +13,7 @@ from tqdm import tqdm
 
 from pair_manifest.classes import imagenet_classes
 from pair_manifest.errors import UserError
-from pair_manifest.images import NEAR_DUPLICATE_BITS, ImageReadError, open_rgb, perceptual_hash, sha256_file
-from pair_manifest.manifest import REVIEW_STATUSES, read_manifest
+from pair_manifest.manifest import REVIEW_STATUSES, Manifest, read_manifest
 from pair_manifest.store import TAGS, check_file_id, pair_id, resolve_image
 
 
@@ -25,7 +24,20 @@ def validate_manifest(path: str | Path, images_root: str | Path | None = None, *
         manifest = read_manifest(path)
     except UserError as error:
         return [str(error)]
-    rows = manifest.pairs.to_pylist()
+    return manifest_problems(manifest, images_root, progress=progress)
+
+
+# The columns the checks read: converting `decided_at` to Python datetimes would cost more than
+# all the checks together (pyarrow imports pandas for time zones).
+_PAIR_COLUMNS = ["pair_id", "wnid", "label", "file_a", "file_b", "sha256_a", "sha256_b", "tags", "rank_in_class",
+                 "review_status"]
+_DECISION_COLUMNS = ["seq", "verdict", "review_of", "undo_of", "file_a", "file_b", "sha256_a", "sha256_b"]
+
+
+def manifest_problems(manifest: Manifest, images_root: str | Path | None = None, *,
+                      progress: bool = False) -> list[str]:
+    """All problems of a manifest already read (`validate_manifest` without the read)."""
+    rows = manifest.pairs.select(_PAIR_COLUMNS).to_pylist()
     problems: list[str] = []
     known = imagenet_classes()
     if not manifest.class_wnids:
@@ -35,6 +47,7 @@ def validate_manifest(path: str | Path, images_root: str | Path | None = None, *
         if wnid not in known:
             problems.append(f"metadata: class {wnid} is not an ImageNet-1K class")
     ids = Counter(row["pair_id"] for row in rows)
+    known_tags = set(TAGS)
     used: dict[str, list[str]] = defaultdict(list)
     ranks: dict[str, list[int]] = defaultdict(list)
     for number, row in enumerate(rows):
@@ -59,9 +72,8 @@ def validate_manifest(path: str | Path, images_root: str | Path | None = None, *
             problems.append(f"{where}: pair listed {ids[row['pair_id']]} times")
         if row["sha256_a"] == row["sha256_b"]:
             problems.append(f"{where}: both files have the same bytes")
-        unknown = sorted(set(row["tags"]) - set(TAGS))
-        if unknown:
-            problems.append(f"{where}: unknown tag(s) {', '.join(unknown)}")
+        if not known_tags.issuperset(row["tags"]):
+            problems.append(f"{where}: unknown tag(s) {', '.join(sorted(set(row['tags']) - known_tags))}")
         if row["review_status"] not in REVIEW_STATUSES:
             problems.append(f"{where}: review_status '{row['review_status']}' is not one of {', '.join(REVIEW_STATUSES)}")
         used[row["file_a"]].append(row["pair_id"])
@@ -74,7 +86,7 @@ def validate_manifest(path: str | Path, images_root: str | Path | None = None, *
         if sorted(class_ranks) != list(range(len(class_ranks))):
             problems.append(f"class {wnid}: rank_in_class must be 0..{len(class_ranks) - 1} without gaps or repeats")
     if manifest.decisions is not None:
-        problems += _check_log(rows, manifest.decisions.to_pylist())
+        problems += _check_log(rows, manifest.decisions.select(_DECISION_COLUMNS).to_pylist())
     if images_root is not None:
         problems += _check_files(rows, Path(images_root), progress)
     return problems
@@ -91,6 +103,8 @@ def _check_log(rows: list[dict], decisions: list[dict]) -> list[str]:
 
 
 def _check_files(rows: list[dict], root: Path, progress: bool) -> list[str]:
+    from pair_manifest.images import NEAR_DUPLICATE_BITS, ImageReadError, open_rgb, perceptual_hash, sha256_file
+
     problems = []
     if not root.is_dir():
         return [f"{root}: images root is not a folder"]
