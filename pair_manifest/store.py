@@ -30,8 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from pair_manifest.errors import UserError
-from pair_manifest.images import NEAR_DUPLICATE_BITS, PerceptualHash, open_rgb, perceptual_hash, sha256_file
+
+if TYPE_CHECKING:
+    from pair_manifest.images import PerceptualHash
+# pair_manifest.images (Pillow, 60 ms) is imported where an image is opened: the manifest and
+# the builders use this module's types and id rules without decoding anything.
 from pair_manifest.sqlite_db import ThreadConnections
 
 VERDICTS = ("accept", "reject", "skip", "undo")
@@ -215,6 +221,8 @@ class DecisionStore:
 
     def image_facts(self, file: str) -> ImageFacts:
         """SHA-256 and perceptual hash of one image, computed once and cached in the store."""
+        from pair_manifest.images import PerceptualHash, open_rgb, perceptual_hash, sha256_file
+
         row = self._connection().execute(
             "SELECT sha256, phash, phash_mirrored FROM images WHERE file = ?", (file,)).fetchone()
         if row:
@@ -254,6 +262,8 @@ class DecisionStore:
             return self._same_request(existing, new, file_a, file_b, tags)
         facts_a, facts_b = self.image_facts(file_a), self.image_facts(file_b)
         if new.verdict == "accept" and new.review_of is None:
+            from pair_manifest.images import NEAR_DUPLICATE_BITS
+
             distance = facts_a.phash.distance(facts_b.phash)
             if distance < NEAR_DUPLICATE_BITS and facts_a.sha256 != facts_b.sha256:
                 raise PolicyViolation(
