@@ -60,8 +60,8 @@ def locate_sources(plan: ReleasePlan, images_root: str | Path) -> tuple[dict[str
         raise UserError(f"{root}: images root is not a folder")
     expected, problems = referenced_files(plan)
     real_root = os.path.realpath(root)
-    folders: dict[str, str | None] = {}
     located: dict[str, Source] = {}
+    by_class: dict[str, list[str]] = {}
     for file in sorted(expected):
         wnid, _, name = file.partition("/")
         try:
@@ -69,28 +69,36 @@ def locate_sources(plan: ReleasePlan, images_root: str | Path) -> tuple[dict[str
         except UserError as error:
             problems.append(str(error))
             continue
-        if wnid not in folders:
-            folder = os.path.realpath(os.path.join(root, wnid))
-            folders[wnid] = folder if _inside(folder, real_root) else None
-        folder = folders[wnid]
-        if folder is None:
-            problems.append(f"{file}: resolves outside the images root")
+        by_class.setdefault(wnid, []).append(name)
+    for wnid, names in by_class.items():
+        folder = os.path.realpath(os.path.join(root, wnid))
+        if not _inside(folder, real_root):
+            problems += [f"{wnid}/{name}: resolves outside the images root" for name in names]
             continue
-        path = os.path.join(folder, name)
         try:
-            info = os.lstat(path)
-            if stat.S_ISLNK(info.st_mode):
-                path = os.path.realpath(path)
-                if not _inside(path, real_root):
-                    problems.append(f"{file}: resolves outside the images root")
-                    continue
-                info = os.stat(path)
+            folder_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError:
-            info = None
-        if info is None or not stat.S_ISREG(info.st_mode):
-            problems.append(f"{file}: no such image under {images_root}")
+            problems += [f"{wnid}/{name}: no such image under {images_root}" for name in names]
             continue
-        located[file] = Source(path, info.st_size, expected[file])
+        try:
+            for name in names:
+                file, path = f"{wnid}/{name}", f"{folder}{os.sep}{name}"
+                try:
+                    info = os.lstat(name, dir_fd=folder_fd)  # one path component to resolve, not the whole path
+                    if stat.S_ISLNK(info.st_mode):
+                        path = os.path.realpath(path)
+                        if not _inside(path, real_root):
+                            problems.append(f"{file}: resolves outside the images root")
+                            continue
+                        info = os.stat(path)
+                except OSError:
+                    info = None
+                if info is None or not stat.S_ISREG(info.st_mode):
+                    problems.append(f"{file}: no such image under {images_root}")
+                    continue
+                located[file] = Source(path, info.st_size, expected[file])
+        finally:
+            os.close(folder_fd)
     return located, problems
 
 
