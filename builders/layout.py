@@ -24,10 +24,12 @@ SPLIT = "train"
 # `datasets` aims at shards of at most 500 MB and row groups of at most 100 MB
 # (datasets.config.MAX_SHARD_SIZE, MAX_ROW_GROUP_SIZE). A shard closes before its image bytes pass
 # SHARD_IMAGE_BYTES, leaving room for the other columns and the footer; a row group holds at most
-# ROW_GROUP_IMAGE_BYTES of images, which bounds the memory of each writer.
+# ROW_GROUP_IMAGE_BYTES of images (about 75 SP rows of ImageNet photos, near the 100 rows `datasets`
+# uses for image datasets), which bounds the memory of each writer: a build holds one row group
+# per writer and one read ahead, and new memory is slow to fault in (builders.shards.Readers).
 MAX_SHARD_BYTES = 500_000_000
 SHARD_IMAGE_BYTES = 450_000_000
-ROW_GROUP_IMAGE_BYTES = 64 << 20
+ROW_GROUP_IMAGE_BYTES = 16 << 20
 ROW_GROUP_MAX_ROWS = 1000
 IMAGES_PER_PAGE = 16
 
@@ -195,8 +197,8 @@ def writer_options(kind: str, *, images: bool) -> dict:
     statistics are kept for them. The small columns get zstd, dictionaries and statistics.
     Image pages hold IMAGES_PER_PAGE images (about 1-2 MB at ImageNet sizes): pyarrow checks
     the page size once per write batch, so a default batch (1024 rows) would make each row
-    group's image column one page of up to 64 MiB, which costs the writer (builders.direct_file)
-    a fresh 64 MiB allocation per page.
+    group's image column one page of up to ROW_GROUP_IMAGE_BYTES, which costs the writer
+    (builders.direct_file) a fresh allocation of that size per page.
     """
     small = list(SP_MANIFEST_COLUMNS if kind == "sp" else AP_MANIFEST_COLUMNS)
     small_paths = [f"{c}.list.element" if c == "tags" else c for c in small]

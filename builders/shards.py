@@ -18,6 +18,7 @@ release never reach a finished shard.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -125,10 +126,14 @@ class SourceCheck:
 
 
 def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], folder: Path, check: SourceCheck,
-                on_bytes: Callable[[int], None] = lambda n: None, readers: Readers | None = None) -> dict[str, int] | None:
+                on_bytes: Callable[[int], None], readers: Readers) -> dict[str, int] | None:
     """Write the job's files under `folder` (each via `<name>.partial`, fsynced, then renamed);
     return their sizes by relative path, or None, leaving nothing, if a source's bytes did not
-    match (`check` names it) or another writer found one."""
+    match (`check` names it) or another writer found one.
+
+    The next row group is read and hashed (by the reader threads) while this one is encoded and
+    written, when a buffer is free: a shard written alone, like the last one of a build, still
+    keeps every core busy."""
     rows = pa.array(job.rows, pa.int64())
     tables = {kind: plan.table(kind).take(rows) for kind in job.kinds}
     read_columns = layout.FILE_COLUMNS[job.kinds[0]]  # SP's file_a, file_b (AP's image is file_a) or AP's file
@@ -139,6 +144,14 @@ def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], fo
     targets = {path: folder / path for path in job.paths}
     partials = {path: target.with_name(target.name + ".partial") for path, target in targets.items()}
     sinks: dict[str, DirectFile] = {}
+    groups = row_groups(row_bytes)
+
+    def read(group: int, *, wait_for_buffer: bool = True) -> PendingRead | None:
+        start, stop = groups[group]
+        return readers.read([files[c][start:stop] for c in read_columns], sources, check,
+                            wait_for_buffer=wait_for_buffer)
+
+    reading: list[PendingRead] = []  # in flight, oldest first; their buffers go back to the pool
     try:
         for path in job.paths:
             targets[path].parent.mkdir(parents=True, exist_ok=True)
@@ -146,15 +159,23 @@ def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], fo
         writers = [pq.ParquetWriter(sinks[path], layout.arrow_schema(kind, plan.class_wnids, images=True),
                                     **layout.writer_options(kind, images=True)) for kind, path in zip(job.kinds, job.paths)]
         try:
-            for start, stop in row_groups(row_bytes):
-                images = _read_images([files[c][start:stop] for c in read_columns], sources, check, readers)
+            for group, (start, stop) in enumerate(groups):
+                if not reading:
+                    reading.append(read(group))
+                images = reading[0].result()
                 if images is None:
                     break
+                if group + 1 < len(groups):
+                    ahead = read(group + 1, wait_for_buffer=False)  # None when every buffer is in use
+                    reading += [ahead] if ahead else []
                 data = dict(zip(read_columns, images))
                 for kind, writer in zip(job.kinds, writers):
                     writer.write_table(_row_group(tables[kind], kind, start, stop, data), row_group_size=stop - start)
+                reading.pop(0).release()
                 on_bytes(sum(embedded[start:stop]))
         finally:
+            for pending in reading:
+                pending.release()
             for writer in writers:
                 writer.close()
         if check.failed.is_set():
@@ -191,11 +212,20 @@ def _row_group(table: pa.Table, kind: str, start: int, stop: int, data: dict[str
 
 
 class Readers:
-    """The threads that read and hash image files, shared by all the writers of a build."""
+    """The threads that read and hash image files, and the row-group buffers they read into,
+    shared by all the writers of a build.
 
-    def __init__(self, size: int):
-        self.size = max(1, size)
-        self.pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="read")
+    Reading and hashing is most of a build's CPU time, so the files of a row group are split
+    between the threads (read() and hashlib release the GIL). Buffers are reused from one row
+    group to the next, since fresh memory costs a page fault per 4 KiB every time; there is one
+    per writer and one more, so that one writer at a time can read ahead."""
+
+    def __init__(self, threads: int, writers: int | None = None):
+        self.threads = max(1, threads)
+        self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="read")
+        self._slots = threading.Semaphore((writers or self.threads) + 1)
+        self._free: list[pa.Buffer] = []
+        self._lock = threading.Lock()
 
     def __enter__(self) -> "Readers":
         return self
@@ -203,34 +233,34 @@ class Readers:
     def __exit__(self, *exc) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
+    def _take(self, size: int, wait_for_buffer: bool) -> pa.Buffer | None:
+        if not self._slots.acquire(blocking=wait_for_buffer):
+            return None
+        with self._lock:
+            buffer = self._free.pop() if self._free else None
+        if buffer is None or buffer.size < size:
+            # Anonymous memory in the OS's small pages: pyarrow's pool hands out huge pages here,
+            # which the 2-core VM of benchmarks/build_throughput.py takes twice as long to fault
+            # in (about 3 against 1.3 ns per byte, the first time a buffer is filled).
+            buffer = pa.py_buffer(mmap.mmap(-1, max(size, layout.ROW_GROUP_IMAGE_BYTES)))
+        return buffer
 
-_buffers = threading.local()
+    def _give(self, buffer: pa.Buffer) -> None:
+        with self._lock:
+            self._free.append(buffer)
+        self._slots.release()
 
-
-def _row_group_buffer(size: int) -> pa.Buffer:
-    """This thread's image buffer, reused from one row group to the next (a row group is written
-    before the next is read): fresh memory would cost a page fault per 4 KiB, every time."""
-    buffer = getattr(_buffers, "buffer", None)
-    if buffer is None or buffer.size < size:
-        buffer = pa.allocate_buffer(max(size, layout.ROW_GROUP_IMAGE_BYTES))
-        _buffers.buffer = buffer
-    return buffer
-
-
-def _read_images(columns: list[list[str]], sources: dict[str, Source], check: SourceCheck,
-                 readers: Readers | None = None) -> list[pa.BinaryArray] | None:
-    """The files of each image column as Arrow binary arrays, read straight into one buffer (one
-    copy from the page cache, none per image), each hashed on the way: this is the only time a
-    build reads an image, so it is where the SHA-256 is checked. None once the build has failed.
-
-    Reading and hashing is most of a build's CPU time, so the files of a row group are split
-    between the `readers` threads (read() and hashlib release the GIL): even the last shard
-    of a build is read on every core."""
-    total = sum(sources[name].size for names in columns for name in names)
-    buffer = _row_group_buffer(total)
-    view = memoryview(buffer).cast("B")
-    arrays, todo, base = [], [], 0
-    try:
+    def read(self, columns: list[list[str]], sources: dict[str, Source], check: SourceCheck, *,
+             wait_for_buffer: bool = True) -> PendingRead | None:
+        """Start reading the files of each image column into one buffer (one copy from the page
+        cache, none per image), each hashed on the way: this is the only time a build reads an
+        image, so it is where the SHA-256 is checked. None if no buffer is free and
+        `wait_for_buffer` is False."""
+        total = sum(sources[name].size for names in columns for name in names)
+        buffer = self._take(total, wait_for_buffer)
+        if buffer is None:
+            return None
+        arrays, todo, base = [], [], 0
         for names in columns:
             lengths = np.array([sources[name].size for name in names], dtype=np.int64)
             offsets = np.zeros(len(names) + 1, dtype=np.int32)
@@ -240,8 +270,9 @@ def _read_images(columns: list[list[str]], sources: dict[str, Source], check: So
             data = buffer.slice(base, int(offsets[-1]))
             arrays.append(pa.BinaryArray.from_buffers(pa.binary(), len(names), [None, pa.py_buffer(offsets), data]))
             base += int(offsets[-1])
+        view = memoryview(buffer).cast("B")
 
-        def read(part: list[tuple[str, int, int]]) -> None:
+        def read_part(part: list[tuple[str, int, int]]) -> None:
             for name, start, stop in part:
                 if check.failed.is_set():
                     return
@@ -250,18 +281,33 @@ def _read_images(columns: list[list[str]], sources: dict[str, Source], check: So
                     check.report(name, problem)
                     return
 
-        parts = _split_by_bytes(todo, readers.size if readers else 1)
-        if readers is None or len(parts) == 1:
-            for part in parts:
-                read(part)
-        else:
-            futures = [readers.pool.submit(read, part) for part in parts]
-            wait(futures)  # every reader is done with `view` before it is released
-            for future in futures:
-                future.result()
-    finally:
-        view.release()
-    return None if check.failed.is_set() else arrays
+        futures = [self.pool.submit(read_part, part) for part in _split_by_bytes(todo, self.threads)]
+        return PendingRead(self, buffer, view, arrays, futures, check)
+
+
+class PendingRead:
+    """One row group's files being read into a buffer of the pool."""
+
+    def __init__(self, readers: Readers, buffer: pa.Buffer, view: memoryview, arrays: list[pa.BinaryArray],
+                 futures: list, check: SourceCheck):
+        self._readers, self._buffer, self._view = readers, buffer, view
+        self.arrays, self.futures, self.check = arrays, futures, check
+
+    def result(self) -> list[pa.BinaryArray] | None:
+        """The image columns as Arrow binary arrays over the buffer; None once the build has failed."""
+        wait(self.futures)
+        for future in self.futures:
+            future.result()
+        return None if self.check.failed.is_set() else self.arrays
+
+    def release(self) -> None:
+        """Give the buffer back, once no reader writes into it and its rows are written."""
+        if self._buffer is None:
+            return
+        wait(self.futures)
+        self._view.release()
+        self._readers._give(self._buffer)
+        self._buffer = None
 
 
 def _split_by_bytes(items: list[tuple[str, int, int]], count: int) -> list[list[tuple[str, int, int]]]:
