@@ -1,3 +1,3 @@
-from semantic_pairs_cli.main import main
+from semantic_pairs_cli.main import console
 
-raise SystemExit(main())
+raise SystemExit(console())
