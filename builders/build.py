@@ -72,10 +72,9 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
     workers = workers or default_workers()
     check_output_folder(out)
     sources, problems = locate_sources(plan, root)
-    referenced = len(referenced_files(plan)[0])
     if problems:
         problems += hash_problems(sources, workers=workers, progress=progress).values()
-        raise refusal(root, problems, referenced)
+        raise refusal(root, problems, len(referenced_files(plan)[0]))
     if manifest_files is None:
         manifest_files = {layout.manifest_path(kind): plan.manifest_bytes(kind) for kind in layout.KINDS}
     jobs = plan_shards(plan, {file: source.size for file, source in sources.items()})
@@ -91,7 +90,7 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
             # Name every offender, not only those the writers met before they stopped.
             final = {**check.problems, **hash_problems(sources, workers=workers, progress=progress)}
             staging.discard()
-            raise refusal(root, list(final.values()), referenced)
+            raise refusal(root, list(final.values()), len(referenced_files(plan)[0]))
         for relative, data in sorted(manifest_files.items()):
             staging.write_file(relative, data)
         file_stats = {relative: parquet_stats(staging.folder / relative)

@@ -51,33 +51,36 @@ def manifest_problems(manifest: Manifest, images_root: str | Path | None = None,
     used: dict[str, list[str]] = defaultdict(list)
     ranks: dict[str, list[int]] = defaultdict(list)
     for number, row in enumerate(rows):
-        where = f"row {number} ({row['pair_id']})"
-        wnid = row["wnid"]
+        found = []  # this row's problems, prefixed with where it is once there are any
+        wnid, file_a, file_b = row["wnid"], row["file_a"], row["file_b"]
         if wnid not in label_of:
-            problems.append(f"{where}: class {wnid} is not in the manifest's class list")
+            found.append(f"class {wnid} is not in the manifest's class list")
         elif row["label"] != label_of[wnid]:
-            problems.append(f"{where}: label {row['label']} but {wnid} is label {label_of[wnid]}")
-        for file in (row["file_a"], row["file_b"]):
+            found.append(f"label {row['label']} but {wnid} is label {label_of[wnid]}")
+        for file in (file_a, file_b):
             try:
                 check_file_id(wnid, file)
             except UserError as error:
-                problems.append(f"{where}: {error}")
-        if row["file_a"] == row["file_b"]:
-            problems.append(f"{where}: file_a and file_b are the same file {row['file_a']}")
-        elif row["file_a"] > row["file_b"]:
-            problems.append(f"{where}: files are not in canonical order (file_a < file_b)")
-        if row["pair_id"] != pair_id(row["file_a"], row["file_b"]):
-            problems.append(f"{where}: pair_id does not match its files (expected {pair_id(row['file_a'], row['file_b'])})")
+                found.append(str(error))
+        if file_a == file_b:
+            found.append(f"file_a and file_b are the same file {file_a}")
+        elif file_a > file_b:
+            found.append("files are not in canonical order (file_a < file_b)")
+        expected_id = pair_id(file_a, file_b)
+        if row["pair_id"] != expected_id:
+            found.append(f"pair_id does not match its files (expected {expected_id})")
         if ids[row["pair_id"]] > 1:
-            problems.append(f"{where}: pair listed {ids[row['pair_id']]} times")
+            found.append(f"pair listed {ids[row['pair_id']]} times")
         if row["sha256_a"] == row["sha256_b"]:
-            problems.append(f"{where}: both files have the same bytes")
+            found.append("both files have the same bytes")
         if not known_tags.issuperset(row["tags"]):
-            problems.append(f"{where}: unknown tag(s) {', '.join(sorted(set(row['tags']) - known_tags))}")
+            found.append(f"unknown tag(s) {', '.join(sorted(set(row['tags']) - known_tags))}")
         if row["review_status"] not in REVIEW_STATUSES:
-            problems.append(f"{where}: review_status '{row['review_status']}' is not one of {', '.join(REVIEW_STATUSES)}")
-        used[row["file_a"]].append(row["pair_id"])
-        used[row["file_b"]].append(row["pair_id"])
+            found.append(f"review_status '{row['review_status']}' is not one of {', '.join(REVIEW_STATUSES)}")
+        if found:
+            problems += [f"row {number} ({row['pair_id']}): {problem}" for problem in found]
+        used[file_a].append(row["pair_id"])
+        used[file_b].append(row["pair_id"])
         ranks[wnid].append(row["rank_in_class"])
     for file, pairs in sorted(used.items()):
         if len(pairs) > 1:
