@@ -28,7 +28,7 @@ Each method runs --repeat times, in turn, in its own process; the table shows th
 median wall time and CPU seconds (user + system of the process tree). On a machine shared with
 other jobs, CPU seconds say more than wall time; the load average is printed with the figures.
 
-    python benchmarks/build_throughput.py [--gb 1.0 | --classes 187] [--workers N] [--repeat 3] [--keep]
+    python benchmarks/build_throughput.py [--gb 1.0 | --classes 187] [--workers N] [--repeat 3] [--keep] [--plot PNG]
 
 `--classes 187` is the size of the full release (29,359 pairs, 58,718 photos, 4.7 GB).
 """
@@ -221,6 +221,31 @@ def machine() -> str:
             f"load average {load}; Python {platform.python_version()}; {platform.platform()}")
 
 
+def plot(path: Path, rates: list[tuple[str, float]], cat_rate: float, title: str) -> None:
+    """Horizontal bars of MB/s (best run) per method, with the goal (70% of cat) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, values = [name.strip() for name, _ in rates][::-1], [rate for _, rate in rates][::-1]
+    colours = ["tab:green" if name.startswith(("semantic-pairs", "of which")) else
+               "tab:red" if name.startswith("datasets") else "tab:gray" for name in names]
+    figure, axes = plt.subplots(figsize=(10, 0.45 * len(names) + 1.2))
+    axes.barh(names, values, color=colours)
+    axes.axvline(0.7 * cat_rate, color="black", linestyle="--", linewidth=1, label="goal: 70% of cat")
+    for y, value in enumerate(values):
+        axes.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+    axes.set_xlim(0, max(values) * 1.12)  # room for the labels
+    axes.set_xlabel("MB/s of embedded image bytes (best of the runs)")
+    axes.set_title(title, fontsize=9)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=1.0, help="size of the class tree (default 1.0 GB)")
@@ -229,6 +254,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="build workers (default: cores)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each method (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary tree")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="also draw the MB/s of each method here")
     args = parser.parse_args()
     python = sys.executable
     cores = os.cpu_count() or 1
@@ -298,7 +324,7 @@ def main() -> None:
         for name, results in runs.items():
             rows.append((name, results))
             if name.startswith("semantic-pairs build"):  # its shard-writing phase, timed inside the process
-                rows.append(("  of which writing the shards (steady state)",
+                rows.append((f"  of which writing the shards, {name.split(', ')[-1]}",
                              [(info["write_seconds"], {"cpu_seconds": info["write_cpu_seconds"]}) for _, info in results]))
         for name, results in rows:
             walls = sorted(seconds for seconds, _ in results)
@@ -319,6 +345,12 @@ def main() -> None:
         print(f"datasets route check: save_to_disk embeds bytes: {route['save_to_disk_embeds']}; "
               f"to_parquet embeds bytes: {route['to_parquet_embeds']} (paths only when False)")
         print("Provisional figures: shared machine, other jobs running (see load average above).")
+        if args.plot:
+            title = (f"{len(sizes):,} photos, {len(pairs):,} pairs: a build embeds {embedded_bytes / 1e9:.2f} GB "
+                     f"({platform.node()}, {cores} cores, {time.strftime('%Y-%m-%d')})")
+            plot(args.plot, [(name, embedded_bytes / 1e6 / min(s for s, _ in results)) for name, results in rows],
+                 embedded_bytes / 1e6 / cat_best, title)
+            print(f"plot: {args.plot}")
     finally:
         if args.keep:
             print(f"kept {tmp}")
