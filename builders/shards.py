@@ -167,7 +167,8 @@ def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], fo
                     break
                 if group + 1 < len(groups):
                     ahead = read(group + 1, wait_for_buffer=False)  # None when every buffer is in use
-                    reading += [ahead] if ahead else []
+                    if ahead:
+                        reading.append(ahead)
                 data = dict(zip(read_columns, images))
                 for kind, writer in zip(job.kinds, writers):
                     writer.write_table(_row_group(tables[kind], kind, start, stop, data), row_group_size=stop - start)
@@ -240,8 +241,8 @@ class Readers:
             buffer = self._free.pop() if self._free else None
         if buffer is None or buffer.size < size:
             # Anonymous memory in the OS's small pages: pyarrow's pool hands out huge pages here,
-            # which the 2-core VM of benchmarks/build_throughput.py takes twice as long to fault
-            # in (about 3 against 1.3 ns per byte, the first time a buffer is filled).
+            # whose first fill on the 2-core VM of benchmarks/build_throughput.py (which prints
+            # it) took 0.3 to 3.5 ns per byte from run to run, small pages a steady 0.6-0.9.
             buffer = pa.py_buffer(mmap.mmap(-1, max(size, layout.ROW_GROUP_IMAGE_BYTES)))
         return buffer
 
