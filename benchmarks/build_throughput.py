@@ -24,6 +24,11 @@ them); MB/s is always embedded bytes / wall seconds.
 - datasets: `Dataset.from_dict` of paths + `cast_column(Image())` + `save_to_disk` for SP and
   AP, which embeds the bytes (checked and printed, as is whether `to_parquet` would).
 
+After the table: where the fastest build spent its time (imports, validation and planning,
+locating the files, writing, the rest), and two costs the build is arranged to avoid, measured in
+a fresh process: importing pandas, and filling memory for the first time (pyarrow's pool, which
+gives huge pages, against small-page anonymous memory, against the same memory reused).
+
 Each method runs --repeat times, in turn, in its own process; the table shows the best and the
 median wall time and CPU seconds (user + system of the process tree). On a machine shared with
 other jobs, CPU seconds say more than wall time; the load average is printed with the figures.
@@ -150,9 +155,12 @@ with ThreadPoolExecutor(threads) as pool:
 """
 
 BUILD = """
-import json, resource, sys, time
+import time
+started = time.perf_counter()
+import json, resource, sys
 import builders.build
 from semantic_pairs_cli.main import console
+imported = time.perf_counter() - started
 
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -168,12 +176,42 @@ def kept_build_release(*args, **kwargs):
     result = build_release(*args, **kwargs)
     phase["image_bytes"] = result.image_bytes
     return result
+def timed(function, key):  # the other phases of the start-up, for the breakdown
+    def run(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            phase[key] = time.perf_counter() - start
+    return run
 builders.build._write_shards, builders.build.build_release = timed_write_shards, kept_build_release
+builders.build.plan_from_manifest = timed(builders.build.plan_from_manifest, "plan_seconds")
+builders.build.locate_sources = timed(builders.build.locate_sources, "locate_seconds")
 manifest, images, out, workers = sys.argv[1:5]
 sys.argv = ["semantic-pairs", "build", "--manifest", manifest, "--images", images, "--out", out, "--workers", workers]
 code = console()  # the installed command's entry point, in this fresh process
-print(json.dumps({**phase, "exit_code": code,
+print(json.dumps({**phase, "exit_code": code, "import_seconds": imported,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+AVOIDED = """
+import json, mmap, time
+import pyarrow as pa
+start = time.perf_counter()
+import pandas  # what pyarrow would import on its first conversion, were the build command to allow it
+pandas_seconds = time.perf_counter() - start
+size = 64 << 20
+source = memoryview(bytes(size))
+def first_fill(buffer):  # ns per byte to fill memory never touched before (the page faults included)
+    view = memoryview(buffer).cast("B")
+    start = time.perf_counter()
+    view[:] = source
+    return (time.perf_counter() - start) / size * 1e9
+small_pages = pa.py_buffer(mmap.mmap(-1, size))
+print(json.dumps({"pandas_import_seconds": pandas_seconds,
+                  "pyarrow_pool_first_fill_ns_per_byte": first_fill(pa.allocate_buffer(size)),
+                  "small_pages_first_fill_ns_per_byte": first_fill(small_pages),
+                  "reused_fill_ns_per_byte": first_fill(small_pages)}))
 """
 
 DATASETS_ROUTE = """
@@ -336,6 +374,19 @@ def main() -> None:
         fastest = min((result for name, results in runs.items() if name.startswith("semantic-pairs build")
                        for result in results), key=lambda result: result[0])
         startup = fastest[0] - fastest[1]["write_seconds"]
+        info = fastest[1]
+        rest = fastest[0] - info["import_seconds"] - info["plan_seconds"] - info["locate_seconds"] - info["write_seconds"]
+        print(f"\nfastest build, {fastest[0]:.2f} s: Python start-up and imports {info['import_seconds']:.2f} s (plus the "
+              f"interpreter's own start), manifest read, validation and planning {info['plan_seconds']:.2f} s, locating "
+              f"the files {info['locate_seconds']:.2f} s, writing the shards {info['write_seconds']:.2f} s, the rest "
+              f"(interpreter start, manifests, card, final rename, exit) {rest:.2f} s")
+        avoided = min((timed([python, "-c", AVOIDED], env=env)[1] for _ in range(3)),
+                      key=lambda costs: costs["pandas_import_seconds"])
+        print(f"costs a build avoids: importing pandas {avoided['pandas_import_seconds']:.2f} s (the build command "
+              f"refuses it); first fill of a 64 MiB buffer from pyarrow's pool "
+              f"{avoided['pyarrow_pool_first_fill_ns_per_byte']:.2f} ns/byte, of small-page anonymous memory "
+              f"{avoided['small_pages_first_fill_ns_per_byte']:.2f} ns/byte, of the same memory again "
+              f"{avoided['reused_fill_ns_per_byte']:.2f} ns/byte")
         print("\n'vs cat' = best cat time / best time of the method (the goal for the build: >= 70%). The build reads "
               f"and hashes each distinct file once ({sum(sizes[f] for f in set(embedded)) / 1e9:.2f} GB: AP is written "
               "from the bytes read for SP), writes the shards with O_DIRECT and fsyncs them; its time includes "

@@ -36,7 +36,7 @@ from pair_manifest.errors import UserError
 
 if TYPE_CHECKING:
     from pair_manifest.images import PerceptualHash
-# pair_manifest.images (Pillow, 60 ms) is imported where an image is opened: the manifest and
+# pair_manifest.images (and Pillow) is imported where an image is opened: the manifest and
 # the builders use this module's types and id rules without decoding anything.
 from pair_manifest.sqlite_db import ThreadConnections
 

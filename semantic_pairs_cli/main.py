@@ -61,10 +61,10 @@ def console() -> int:
 def _without_pandas() -> None:
     """Make pandas impossible to import in this process, before anything imports it.
 
-    pyarrow imports pandas (0.2 s on the 2-core VM of benchmarks/build_throughput.py) the first
-    time it converts any Python value, only to ask whether that value is a pandas object; when
-    the import fails it carries on without. A build never has a pandas object, and 0.2 s is a
-    tenth of a 1 GB build. Only where the process is ours alone: anything that uses pandas
+    pyarrow imports pandas (0.2-0.5 s on the 2-core VM of benchmarks/build_throughput.py, which
+    prints it) the first time it converts any Python value, only to ask whether that value is a
+    pandas object; when the import fails it carries on without. A build never has a pandas
+    object, and a 1 GB build takes about 2 s. Only where the process is ours alone: anything that uses pandas
     afterwards in the same process would fail."""
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _RefusePandas())
