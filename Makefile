@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test browser
 
 setup: $(STAMP)
 
@@ -17,5 +17,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/semantic-pairs demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The browser tests drive Debian's chromium: installed with apt-get where this user may (root or
+# password-less sudo); elsewhere they skip with the reason, and fail under CI=true.
+browser:
+	@tests/support/get_browser.sh

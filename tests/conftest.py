@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder: paths of the bundled real sample (never ../shared)."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,20 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "sample_data"
+CHROMIUM = Path("/usr/bin/chromium")
+NO_BROWSER = f"Debian's chromium is not installed ({CHROMIUM})"
+INSTALL_BROWSER = "`sudo apt-get install chromium` (`make test` does it when run as root)"
+
+
+def pytest_runtest_setup(item):
+    """Browser tests need Debian's chromium: skipped with the reason where it is missing (before
+    any fixture starts a browser), and a failure under CI=true, where a missing browser means a
+    broken install step."""
+    if item.get_closest_marker("browser") is None or CHROMIUM.exists():
+        return
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true and {NO_BROWSER}: the install step is missing ({INSTALL_BROWSER})", pytrace=False)
+    pytest.skip(f"{NO_BROWSER}: browser tests skipped; {INSTALL_BROWSER} runs them")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "sample_data" / "imagenet" / "train"
 EDGE_CASES = REPO_ROOT / "sample_data" / "edge_cases" / "train"
 CLI = Path(sys.executable).parent / "semantic-pairs"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # the path tests/conftest.py checks before a browser test
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password"}
 # Cheaper scrypt than the CLI's 2^17 (0.6 s a login) so a dozen logins stay fast; same code path.
