@@ -3,7 +3,9 @@
 Each package owns its subcommands in `<package>/commands.py`, a module that imports only argparse
 at import time, so `--help` stays fast and importing one job never drags in torch or gradio.
 Errors meant for users carry an `exit_code` attribute: they are printed as one line naming the
-file or field, never as a stack trace. Anything else is a bug and keeps its traceback.
+file or field, never as a stack trace. So are OSErrors the machine or a path causes (a full disk,
+a read-only file system, a file in the way), as a last resort behind the commands' own checks.
+Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import argparse
 import importlib
 import importlib.abc
 import sys
+
+from pair_manifest.errors import environment_error_message
 
 # Order here is the order in `--help`: curate -> build/publish -> train/evaluate.
 COMMAND_MODULES = (
@@ -44,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - only user errors are turned into messages
         exit_code = getattr(error, "exit_code", None)
         if exit_code is None:
-            raise
+            message = environment_error_message(error) if isinstance(error, OSError) else None
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            return 1
         print(f"error: {error}", file=sys.stderr)
         return int(exit_code)
     return int(result or 0)

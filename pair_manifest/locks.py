@@ -1,0 +1,81 @@
+"""One writer at a time for an output, a project, a run or a proposals folder.
+
+A second process on the same folder is normal use (two terminals, a cron job beside a person), so
+every command that writes a folder holds an advisory `flock` on a lock file for as long as it
+writes, and a second writer is refused at once with a message naming the process that holds it.
+The kernel drops the lock when its holder exits, killed or not, so a crash never leaves a stale
+lock behind; the file itself stays (removing it would race with a third process opening it).
+
+Where the lock file lives: *inside* a folder that is updated in place (a project, a run), and
+*beside* an output that is replaced whole by a rename (a build), since a lock inside a folder that
+is renamed away no longer guards the path.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from pair_manifest.errors import UserError
+
+
+class Busy(UserError):
+    """Another process is writing the same folder: exit status 75 (EX_TEMPFAIL: try again later)."""
+
+    exit_code = 75
+
+
+def lock_inside(folder: str | Path) -> Path:
+    return Path(folder) / ".lock"
+
+
+def lock_beside(output: str | Path) -> Path:
+    output = Path(output)
+    return output.parent / f".{output.name}.lock"
+
+
+@contextmanager
+def one_writer(lock_file: str | Path, target: str | Path, what: str) -> Iterator[None]:
+    """Hold the lock on `lock_file` for the `with` block; `target` and `what` ("build output",
+    "project", "run folder") name what is being written in the refusal."""
+    lock_file = Path(lock_file)
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise UserError(f"{target}: cannot write the {what} here ({error.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise UserError(f"{lock_file}: cannot lock the {what} ({error.strerror})") from None
+            raise Busy(f"{target}: another process is writing this {what} ({_holder(fd)}); "
+                       "wait for it to finish, or stop it, then run again") from None
+        _record_holder(fd)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _record_holder(fd: int) -> None:
+    """Write who holds the lock into the lock file, for the message a second writer gets.
+    Best effort: a full disk must not stop the command that already holds the lock."""
+    command = " ".join(["semantic-pairs", *sys.argv[1:]]) if sys.argv else "python"
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {command}\n".encode("utf-8", "replace"), 0)
+    except OSError:
+        pass
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text.splitlines()[0][:300] if text else "pid unknown"
