@@ -104,16 +104,9 @@ def image_id(file: str) -> str:
 def plan_from_manifest(manifest_dir: str | Path, images_root: str | Path, settings: BuildSettings, *,
                        allow_short: bool = False) -> ReleasePlan:
     """Select the pairs of the release and the AP images; refuse classes short of the target."""
-    from pair_manifest.manifest import read_manifest
-    from pair_manifest.validate import manifest_problems
+    from pair_manifest.validate import read_valid_manifest
 
-    try:
-        manifest = read_manifest(manifest_dir)
-    except UserError as error:
-        raise ProblemsFound(f"{manifest_dir}: invalid manifest, nothing built", [str(error)]) from None
-    problems = manifest_problems(manifest)
-    if problems:
-        raise ProblemsFound(f"{manifest_dir}: invalid manifest, nothing built", problems)
+    manifest = read_valid_manifest(manifest_dir, "nothing built")
     selection = selection_from_wnids(manifest.class_wnids, f"{manifest_dir} class list")
     classes = tuple(ClassEntry(c.wnid, c.name, c.group, c.source) for c in selection.classes)
     target = settings.pairs_per_class

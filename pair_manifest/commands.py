@@ -116,14 +116,15 @@ def run_stats(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pair_manifest.classes import imagenet_classes
-    from pair_manifest.manifest import manifest_decisions, read_manifest
+    from pair_manifest.manifest import manifest_decisions
     from pair_manifest.stats import compute_stats, format_stats
+    from pair_manifest.validate import read_valid_manifest
     from pair_manifest.store import STORE_FILE, DecisionStore
 
     if (Path(args.path) / STORE_FILE).is_file():
         decisions = DecisionStore.for_project(args.path).decisions()
     else:
-        decisions = manifest_decisions(read_manifest(args.path))
+        decisions = manifest_decisions(read_valid_manifest(args.path, "no statistics"))
     names = {w: c.name for w, c in imagenet_classes().items()}
     stats = compute_stats(decisions, target=args.target, class_names=names)
     print(json.dumps(stats.to_json(), indent=2) if args.json else format_stats(stats))

@@ -11,13 +11,18 @@ class UserError(Exception):
 
 
 class ProblemsFound(UserError):
-    """A check ran and found problems (validate, verify): each one is listed, exit status 1."""
+    """A check ran and found problems (validate, verify, import): the first `LISTED` are listed and
+    the rest counted, so 100,000 bad rows make a readable message, not 11 MB of them. Exit status 1."""
 
     exit_code = 1
+    LISTED = 50
 
     def __init__(self, what: str, problems: list[str]):
         self.problems = list(problems)
-        listing = "\n".join(f"  - {p}" for p in self.problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems[:self.LISTED])
+        rest = len(self.problems) - self.LISTED
+        if rest > 0:
+            listing += f"\n  ... and {rest} more problem(s) like these"
         super().__init__(f"{what}: {len(self.problems)} problem(s)\n{listing}")
 
 

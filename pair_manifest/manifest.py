@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute below
 import pyarrow.parquet as pq
 
 from pair_manifest.atomic import write_atomically
@@ -161,8 +162,10 @@ def read_manifest(path: str | Path) -> Manifest:
     raw = (pairs.schema.metadata or {}).get(META_CLASSES)
     try:
         class_wnids = json.loads(raw) if raw else []
-    except json.JSONDecodeError:
-        raise UserError(f"{pairs_path}: metadata {META_CLASSES.decode()} is not a JSON list") from None
+    except ValueError:  # not JSON, or not UTF-8
+        class_wnids = None
+    if not isinstance(class_wnids, list) or not all(isinstance(w, str) for w in class_wnids):
+        raise UserError(f"{pairs_path}: metadata {META_CLASSES.decode()} is not a JSON list of wnids")
     folder = Path(path) if Path(path).is_dir() else None
     return Manifest(pairs, decisions, class_wnids, folder)
 
@@ -175,7 +178,7 @@ def _read_checked(path: Path, schema: pa.Schema, kind: str) -> pa.Table:
     except (pa.ArrowInvalid, OSError) as error:
         raise UserError(f"{path}: not a readable Parquet file ({error})") from None
     metadata = table.schema.metadata or {}
-    version = metadata.get(META_VERSION, b"").decode()
+    version = metadata.get(META_VERSION, b"").decode("utf-8", "replace")
     if version != SCHEMA_VERSION:
         raise UserError(f"{path}: manifest schema version '{version or 'missing'}', expected '{SCHEMA_VERSION}'")
     problems = []
@@ -184,9 +187,37 @@ def _read_checked(path: Path, schema: pa.Schema, kind: str) -> pa.Table:
             problems.append(f"column '{field.name}' is missing")
         elif not table.schema.field(field.name).type.equals(field.type):
             problems.append(f"column '{field.name}' is {table.schema.field(field.name).type}, expected {field.type}")
+        else:
+            problems += _null_problems(table.column(field.name), field)
     if problems:
         raise UserError(f"{path} ({kind}): " + "; ".join(problems))
     return table.select(schema.names)
+
+
+def _null_problems(column: pa.ChunkedArray, field: pa.Field) -> list[str]:
+    """Nulls where the schema allows none: in the column itself, or inside a list column (a null
+    tag). Parquet files written by other tools mark every column nullable, so the type check
+    alone lets them through."""
+    problems = []
+    if not field.nullable and column.null_count:
+        problems.append(f"column '{field.name}' has {column.null_count} null value(s) "
+                        f"(rows {_first_rows(column.is_null())}); every row needs one")
+    if pa.types.is_list(field.type):
+        lists = column.combine_chunks()
+        items = lists.flatten()
+        if items.null_count:
+            rows = pa.compute.filter(pa.compute.list_parent_indices(lists), items.is_null()).unique()
+            problems.append(f"column '{field.name}' has null items in {len(rows)} row(s) "
+                            f"(rows {_first_rows(rows)})")
+    return problems
+
+
+def _first_rows(rows: pa.Array | pa.ChunkedArray, shown: int = 5) -> str:
+    """'3, 7, 9, ...' from a boolean mask (rows where it is true) or an array of row numbers."""
+    if pa.types.is_boolean(rows.type):
+        rows = pa.compute.indices_nonzero(rows)
+    rows = rows.to_pylist()
+    return ", ".join(map(str, rows[:shown])) + (", ..." if len(rows) > shown else "")
 
 
 def manifest_decisions(manifest: Manifest) -> list[Decision]:

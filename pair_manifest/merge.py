@@ -14,8 +14,9 @@ from pathlib import Path
 
 from pair_manifest.classes import selection_from_wnids
 from pair_manifest.errors import UserError
-from pair_manifest.manifest import decisions_table, manifest_decisions, pairs_table, read_manifest, write_manifest
+from pair_manifest.manifest import decisions_table, manifest_decisions, pairs_table, write_manifest
 from pair_manifest.store import DecisionStore
+from pair_manifest.validate import read_valid_manifest
 
 CONFLICTS_FILE = "conflicts.csv"
 
@@ -38,7 +39,7 @@ def merge_manifests(inputs: list[str | Path], out_dir: str | Path) -> list[Confl
         raise UserError("merge needs at least two manifests")
     logs, wnids = [], set()
     for index, path in enumerate(inputs):
-        manifest = read_manifest(path)
+        manifest = read_valid_manifest(path, "nothing merged")
         decisions, class_wnids = manifest_decisions(manifest), manifest.class_wnids
         wnids.update(class_wnids or [d.wnid for d in decisions])
         logs.extend((d.decided_at, index, d.seq, str(path), d) for d in decisions)

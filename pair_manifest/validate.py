@@ -12,9 +12,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pair_manifest.classes import imagenet_classes
-from pair_manifest.errors import UserError
+from pair_manifest.errors import ProblemsFound, UserError
 from pair_manifest.manifest import REVIEW_STATUSES, Manifest, read_manifest
-from pair_manifest.store import TAGS, check_file_id, pair_id, resolve_image
+from pair_manifest.store import TAGS, VERDICTS, check_file_id, pair_id, resolve_image
 
 
 def validate_manifest(path: str | Path, images_root: str | Path | None = None, *,
@@ -27,11 +27,25 @@ def validate_manifest(path: str | Path, images_root: str | Path | None = None, *
     return manifest_problems(manifest, images_root, progress=progress)
 
 
+def read_valid_manifest(path: str | Path, consequence: str) -> Manifest:
+    """The manifest at `path`, or ProblemsFound listing every problem; `consequence` says what
+    the refusing command did not do ("nothing built", "no statistics")."""
+    try:
+        manifest = read_manifest(path)
+    except UserError as error:
+        raise ProblemsFound(f"{path}: invalid manifest, {consequence}", [str(error)]) from None
+    problems = manifest_problems(manifest)
+    if problems:
+        raise ProblemsFound(f"{path}: invalid manifest, {consequence} (details: semantic-pairs manifest validate "
+                            f"{path})", problems)
+    return manifest
+
+
 # The columns the checks read: converting `decided_at` to Python datetimes would cost more than
 # all the checks together (pyarrow imports pandas for time zones).
 _PAIR_COLUMNS = ["pair_id", "wnid", "label", "file_a", "file_b", "sha256_a", "sha256_b", "tags", "rank_in_class",
                  "review_status"]
-_DECISION_COLUMNS = ["seq", "verdict", "review_of", "undo_of", "file_a", "file_b", "sha256_a", "sha256_b"]
+_DECISION_COLUMNS = ["seq", "wnid", "verdict", "review_of", "undo_of", "file_a", "file_b", "sha256_a", "sha256_b", "tags"]
 
 
 def manifest_problems(manifest: Manifest, images_root: str | Path | None = None, *,
@@ -96,13 +110,37 @@ def manifest_problems(manifest: Manifest, images_root: str | Path | None = None,
 
 
 def _check_log(rows: list[dict], decisions: list[dict]) -> list[str]:
-    """Every accepted pair must have its live accept in the log."""
+    """The log must be one a store could have written, and every accepted pair must have its live
+    accept in it."""
+    problems = []
+    seqs: set[int] = set()
+    known_tags = set(TAGS)
+    for number, d in enumerate(decisions):
+        where = f"decisions row {number} (seq {d['seq']})"
+        if d["seq"] in seqs:
+            problems.append(f"{where}: seq repeats an earlier row")
+        if d["verdict"] not in VERDICTS:
+            problems.append(f"{where}: verdict '{d['verdict']}' is not one of {', '.join(VERDICTS)}")
+        elif (d["verdict"] == "undo") != (d["undo_of"] is not None):
+            problems.append(f"{where}: " + ("an undo must name the decision it undoes in undo_of"
+                                            if d["verdict"] == "undo" else "only an undo may set undo_of"))
+        for name in ("review_of", "undo_of"):
+            if d[name] is not None and d[name] not in seqs:
+                problems.append(f"{where}: {name} {d[name]} is not an earlier decision of this log")
+        for file in (d["file_a"], d["file_b"]):
+            try:
+                check_file_id(d["wnid"], file)
+            except UserError as error:
+                problems.append(f"{where}: {error}")
+        if not known_tags.issuperset(d["tags"]):
+            problems.append(f"{where}: unknown tag(s) {', '.join(sorted(set(d['tags']) - known_tags))}")
+        seqs.add(d["seq"])
     undone = {d["undo_of"] for d in decisions if d["undo_of"] is not None}
     accepts = {(d["file_a"], d["file_b"], d["sha256_a"], d["sha256_b"])
                for d in decisions if d["verdict"] == "accept" and d["review_of"] is None and d["seq"] not in undone}
-    return [f"row {n} ({row['pair_id']}): no live accept decision for this pair in decisions.parquet"
-            for n, row in enumerate(rows)
-            if (row["file_a"], row["file_b"], row["sha256_a"], row["sha256_b"]) not in accepts]
+    return problems + [f"row {n} ({row['pair_id']}): no live accept decision for this pair in decisions.parquet"
+                       for n, row in enumerate(rows)
+                       if (row["file_a"], row["file_b"], row["sha256_a"], row["sha256_b"]) not in accepts]
 
 
 def _check_files(rows: list[dict], root: Path, progress: bool) -> list[str]:
