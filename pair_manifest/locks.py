@@ -4,11 +4,14 @@ A second process on the same folder is normal use (two terminals, a cron job bes
 every command that writes a folder holds an advisory `flock` on a lock file for as long as it
 writes, and a second writer is refused at once with a message naming the process that holds it.
 The kernel drops the lock when its holder exits, killed or not, so a crash never leaves a stale
-lock behind; the file itself stays (removing it would race with a third process opening it).
+lock behind. The holder deletes the lock file before it lets go; a process that opened the file
+just before that notices (the path no longer names the file it locked) and tries again, so two
+writers can never hold locks on two different files of one path.
 
 Where the lock file lives: *inside* a folder that is updated in place (a project, a run), and
-*beside* an output that is replaced whole by a rename (a build), since a lock inside a folder that
-is renamed away no longer guards the path.
+*beside* an output that is replaced whole by a rename (a release, a manifest folder), since a
+lock inside a folder that is renamed away no longer guards the path. Folders the lock had to
+create are removed again if the command leaves them empty (a refused build leaves nothing).
 """
 from __future__ import annotations
 
@@ -29,8 +32,8 @@ class Busy(UserError):
     exit_code = 75
 
 
-def lock_inside(folder: str | Path) -> Path:
-    return Path(folder) / ".lock"
+def lock_inside(folder: str | Path, name: str = ".lock") -> Path:
+    return Path(folder) / name
 
 
 def lock_beside(output: str | Path) -> Path:
@@ -40,26 +43,60 @@ def lock_beside(output: str | Path) -> Path:
 
 @contextmanager
 def one_writer(lock_file: str | Path, target: str | Path, what: str) -> Iterator[None]:
-    """Hold the lock on `lock_file` for the `with` block; `target` and `what` ("build output",
+    """Hold the lock on `lock_file` for the `with` block; `target` and `what` ("release folder",
     "project", "run folder") name what is being written in the refusal."""
     lock_file = Path(lock_file)
+    made = [p for p in [lock_file.parent, *lock_file.parent.parents] if not os.path.lexists(p)]
     try:
         lock_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _locked(lock_file, target, what)
     except OSError as error:
-        raise UserError(f"{target}: cannot write the {what} here ({error.strerror})") from None
+        _remove_empty(made)
+        where = f"{error.filename}: " if error.filename and str(error.filename) != str(target) else ""
+        raise UserError(f"{target}: cannot write the {what} here ({where}{error.strerror})") from None
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise UserError(f"{lock_file}: cannot lock the {what} ({error.strerror})") from None
-            raise Busy(f"{target}: another process is writing this {what} ({_holder(fd)}); "
-                       "wait for it to finish, or stop it, then run again") from None
         _record_holder(fd)
         yield
     finally:
+        try:
+            os.unlink(lock_file)
+        except OSError:
+            pass
         os.close(fd)
+        _remove_empty(made)
+
+
+def _locked(lock_file: Path, target, what: str) -> int:
+    """Open and lock `lock_file`, retrying while another holder deletes it under us."""
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = _holder(fd)
+            os.close(fd)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise Busy(f"{target}: another process is writing this {what} ({holder}); "
+                       "wait for it to finish, or stop it, then run again") from None
+        try:
+            same = os.stat(lock_file).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the previous holder deleted it after we opened it: lock the new one
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _record_holder(fd: int) -> None:
