@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
 import subprocess
 import sys
 
@@ -173,3 +175,32 @@ def test_merge_keeps_both_sides_and_reports_conflicts(tmp_path, sample_images, f
     # Merging a manifest with itself is a no-op, byte for byte.
     assert cli("manifest", "merge", tmp_path / "A", tmp_path / "A", "--out", tmp_path / "AA").returncode == 0
     assert (tmp_path / "AA" / "pairs.parquet").read_bytes() == (tmp_path / "A" / "pairs.parquet").read_bytes()
+
+
+def test_manifest_files_get_the_mode_the_umask_gives_like_release_files(tmp_path):
+    """`mkstemp` alone makes 0600 files: a manifest shared with a team must be readable like the
+    release files next to it, and a stricter umask must still be honoured."""
+    previous = os.umask(0o022)
+    try:
+        write_table_atomically(pa.table({"x": [1]}), tmp_path / "shared.parquet")
+        os.umask(0o077)
+        write_table_atomically(pa.table({"x": [1]}), tmp_path / "private.parquet")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "shared.parquet").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.parquet").stat().st_mode) == 0o600
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path):
+    from pair_manifest.atomic import write_atomically
+
+    target = tmp_path / "pairs.parquet"
+    target.write_bytes(b"old")
+
+    def full_disk(handle):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as failed:
+        write_atomically(target, full_disk)
+    assert failed.value.filename == str(target) and failed.value.errno == 28
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["pairs.parquet"]
