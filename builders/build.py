@@ -11,6 +11,8 @@ Order of work, so that bad input never leaves anything behind:
    every file is hashed again (writing nothing) so that the refusal names every offender, and
    the staging folder is deleted: the output folder is never written, nothing is left behind;
 4. write the manifest configs and the card, then swap the staging folder into place.
+One build at a time writes an output (a lock beside it); a second one is refused at once, so the
+output is always the old complete release or the new complete one.
 
 Each photo is read and hashed once (no separate check pass; AP shards are written from the
 bytes read for SP), and shards go to disk with O_DIRECT (builders.direct_file): on the 2-core
@@ -21,6 +23,7 @@ workers, and `materialize` can rebuild the same folder from the manifest release
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import threading
@@ -34,7 +37,9 @@ from builders import layout
 from builders.plan import BuildSettings, ReleasePlan, plan_from_manifest
 from builders.shards import Readers, SourceCheck, plan_shards, write_shard
 from builders.sources import hash_problems, locate_sources, referenced_files, refusal
-from builders.staging import Staging, check_output_folder
+from builders.staging import Staging, check_output_folder, looks_like_release
+from pair_manifest.errors import UserError
+from pair_manifest.locks import writable_output
 
 
 @dataclass
@@ -65,12 +70,33 @@ def build_release(manifest_dir: str | Path, images_root: str | Path, out: str | 
 def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *,
                   manifest_files: dict[str, bytes] | None = None, workers: int | None = None,
                   progress: bool = False) -> BuildResult:
-    """Checked sources + plan -> the repo folder at `out` (all or nothing, resumable)."""
+    """Checked sources + plan -> the repo folder at `out` (all or nothing, resumable), written by
+    one process at a time: a second build of the same output is refused, naming the first."""
+    out = Path(out)
+    with writable_output(out, "release folder"):
+        check_output_folder(out)
+        try:
+            return _write_release(plan, Path(images_root), out, manifest_files, workers or default_workers(),
+                                  progress)
+        except OSError as error:
+            raise _write_failure(out, error) from error
+
+
+def _write_failure(out: Path, error: OSError) -> UserError:
+    """A build the machine stopped (a full disk, a read-only or vanished folder): one line that
+    says where, why, and that the previous release is still whole."""
+    where = f" ({error.filename})" if error.filename else ""
+    hint = {errno.ENOSPC: "; free space and run again: the finished shards are kept and the rerun resumes",
+            errno.EDQUOT: "; free space and run again: the finished shards are kept and the rerun resumes"}
+    kept = "the previous release there is unchanged" if looks_like_release(out) else "nothing was put there"
+    return UserError(f"{out}: the build could not be written: {error.strerror or error}{where}; {kept}"
+                     f"{hint.get(error.errno, '')}")
+
+
+def _write_release(plan: ReleasePlan, root: Path, out: Path, manifest_files: dict[str, bytes] | None, workers: int,
+                   progress: bool) -> BuildResult:
     from builders.card import parquet_stats, render_card
 
-    out, root = Path(out), Path(images_root)
-    workers = workers or default_workers()
-    check_output_folder(out)
     sources, problems = locate_sources(plan, root)
     if problems:
         problems += hash_problems(sources, workers=workers, progress=progress).values()
@@ -80,25 +106,22 @@ def write_release(plan: ReleasePlan, images_root: str | Path, out: str | Path, *
     jobs = plan_shards(plan, {file: source.size for file, source in sources.items()})
     staging = Staging(out, _fingerprint(manifest_files, jobs))
     check = SourceCheck()
-    try:
-        staging.open()
-        todo = [job for job in jobs if any(staging.done_size(path) is None for path in job.paths)]
-        resumed = sum(len(job.paths) for job in jobs if job not in todo)
-        total = sum(job.image_bytes for job in todo)
-        _write_shards(todo, plan, sources, staging, check, workers, total, progress)
-        if check.failed.is_set():
-            # Name every offender, not only those the writers met before they stopped.
-            final = {**check.problems, **hash_problems(sources, workers=workers, progress=progress)}
-            staging.discard()
-            raise refusal(root, list(final.values()), len(referenced_files(plan)[0]))
-        for relative, data in sorted(manifest_files.items()):
-            staging.write_file(relative, data)
-        file_stats = {relative: parquet_stats(staging.folder / relative)
-                      for relative in [path for job in jobs for path in job.paths] + sorted(manifest_files)}
-        staging.write_file(layout.CARD_FILE, render_card(plan, file_stats).encode("utf-8"))
-        staging.finish()
-    finally:
-        staging.close()
+    staging.open()
+    todo = [job for job in jobs if any(staging.done_size(path) is None for path in job.paths)]
+    resumed = sum(len(job.paths) for job in jobs if job not in todo)
+    total = sum(job.image_bytes for job in todo)
+    _write_shards(todo, plan, sources, staging, check, workers, total, progress)
+    if check.failed.is_set():
+        # Name every offender, not only those the writers met before they stopped.
+        final = {**check.problems, **hash_problems(sources, workers=workers, progress=progress)}
+        staging.discard()
+        raise refusal(root, list(final.values()), len(referenced_files(plan)[0]))
+    for relative, data in sorted(manifest_files.items()):
+        staging.write_file(relative, data)
+    file_stats = {relative: parquet_stats(staging.folder / relative)
+                  for relative in [path for job in jobs for path in job.paths] + sorted(manifest_files)}
+    staging.write_file(layout.CARD_FILE, render_card(plan, file_stats).encode("utf-8"))
+    staging.finish()
     return BuildResult(out, plan, sum(len(j.paths) for j in jobs), resumed, sum(j.image_bytes for j in jobs), total)
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import json
 import os
 import shutil
 from pathlib import Path
 
+from pair_manifest.atomic import write_atomically
 from pair_manifest.errors import UserError
+from pair_manifest.locks import refuse_a_file_in_the_way
 
 CONTROL = ".build"  # inside the staging folder; removed before the final rename
 
@@ -32,8 +33,7 @@ def looks_like_release(folder: Path) -> bool:
 
 def check_output_folder(out: Path) -> None:
     """Refuse, before any work, to replace something that is not an earlier build."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    refuse_a_file_in_the_way(out, "release folder")
     if out.is_dir() and any(out.iterdir()) and not looks_like_release(out):
         raise UserError(f"{out}: folder exists and is not a semantic-pairs release (no README.md and manifest/); "
                         "refusing to replace it")
@@ -67,9 +67,6 @@ class Staging:
         self.out = out
         self.folder = out.parent / f".{out.name}.partial"
         self.fingerprint = fingerprint
-        self._lock_fd: int | None = None
-        self._made: list[Path] = []  # folders above the output that open() created
-
 
     @property
     def control(self) -> Path:
@@ -77,11 +74,7 @@ class Staging:
 
     def open(self) -> int:
         """Create or resume; return how many shards are already done."""
-        missing = [p for p in [self.out.parent, *self.out.parent.parents] if not p.exists()]
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._made = missing
         self.folder.mkdir(exist_ok=True)
-        self._lock()
         plan_file = self.control / "plan.json"
         recorded = None
         if plan_file.is_file():
@@ -96,20 +89,6 @@ class Staging:
             self._write_json(plan_file, {"fingerprint": self.fingerprint})
             return 0
         return len(list((self.control / "done").glob("*.json")))
-
-    def _lock(self) -> None:
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise UserError(f"{self.folder}: another build is writing here right now") from None
-        self._lock_fd = fd
-
-    def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def _marker(self, relative: str) -> Path:
         return self.control / "done" / (relative.replace("/", "__") + ".json")
@@ -128,39 +107,20 @@ class Staging:
 
     @staticmethod
     def _write_json(path: Path, payload: dict) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda handle: handle.write(json.dumps(payload).encode()))
 
     def write_file(self, relative: str, data: bytes) -> None:
-        path = self.folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(self.folder / relative, lambda handle: handle.write(data))
 
     def discard(self) -> None:
-        """Throw the staging folder away (a refused build), and any folder open() made for it."""
-        self.close()
+        """Throw the staging folder away (a refused build)."""
         shutil.rmtree(self.folder, ignore_errors=True)
-        for folder in self._made:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
 
     def finish(self) -> None:
         """Drop the control files, then put the staged folder in place of the output."""
         shutil.rmtree(self.control)
         for folder, _, _ in os.walk(self.folder):
             _fsync_dir(Path(folder))
-        self.close()
         if self.out.exists():
             if not _exchange(self.folder, self.out):
                 old = self.out.parent / f".{self.out.name}.old"

@@ -69,6 +69,28 @@ def one_writer(lock_file: str | Path, target: str | Path, what: str) -> Iterator
         _remove_empty(made)
 
 
+def refuse_a_file_in_the_way(out: str | Path, what: str) -> None:
+    """Refuse at once an output folder that is a file, or that has a file where a folder above it
+    should be (before any work, and before the lock would try to create that folder)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder (the {what} is a folder)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{out}: cannot write the {what} here ({parent} is a file, not a folder)")
+            break
+
+
+@contextmanager
+def writable_output(out: str | Path, what: str) -> Iterator[None]:
+    """An output folder a command is about to (re)write: no file in the way, and one writer at a
+    time (the lock beside it) for the `with` block."""
+    refuse_a_file_in_the_way(out, what)
+    with one_writer(lock_beside(out), out, what):
+        yield
+
+
 def _locked(lock_file: Path, target, what: str) -> int:
     """Open and lock `lock_file`, retrying while another holder deletes it under us."""
     while True:

@@ -18,9 +18,10 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute below
 import pyarrow.parquet as pq
 
-from pair_manifest.atomic import write_atomically
+from pair_manifest.atomic import write_atomically, write_files_atomically
 from pair_manifest.classes import ClassSelection, load_selection, selection_from_wnids
 from pair_manifest.errors import UserError
+from pair_manifest.locks import writable_output
 from pair_manifest.store import AcceptedPair, Decision, DecisionStore, pair_id
 
 SCHEMA_VERSION = "1"
@@ -117,16 +118,22 @@ def _timestamp(text: str):
     return pd.Timestamp(text).to_pydatetime()
 
 
-def write_table_atomically(table: pa.Table, path: Path) -> None:
+def _parquet_writer(table: pa.Table):
     """Fixed writer options, so the same table always gives the same bytes."""
-    write_atomically(path, lambda handle: pq.write_table(
-        table, handle, compression="zstd", write_statistics=True, use_dictionary=True, store_schema=True))
+    return lambda handle: pq.write_table(table, handle, compression="zstd", write_statistics=True,
+                                         use_dictionary=True, store_schema=True)
+
+
+def write_table_atomically(table: pa.Table, path: Path) -> None:
+    write_atomically(path, _parquet_writer(table))
 
 
 def write_manifest(out_dir: str | Path, pairs: pa.Table, decisions: pa.Table) -> None:
+    """Both files or neither (see write_files_atomically), by one process at a time: a second
+    export, import or merge into the same folder is refused while this one writes."""
     out = Path(out_dir)
-    write_table_atomically(decisions, out / DECISIONS_FILE)
-    write_table_atomically(pairs, out / PAIRS_FILE)
+    with writable_output(out, "manifest folder"):
+        write_files_atomically({out / DECISIONS_FILE: _parquet_writer(decisions), out / PAIRS_FILE: _parquet_writer(pairs)})
 
 
 def export_store(store: DecisionStore, out_dir: str | Path, selection: ClassSelection | None = None) -> Manifest:
