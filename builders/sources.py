@@ -12,6 +12,7 @@ materializing from their own ImageNet copy) everything that must be fixed.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -77,8 +78,12 @@ def locate_sources(plan: ReleasePlan, images_root: str | Path) -> tuple[dict[str
             continue
         try:
             folder_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            problems += [f"{wnid}/{name}: no such image under {images_root}" for name in names]
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.ENOTDIR):
+                problems += [f"{wnid}/{name}: no such image under {images_root}" for name in names]
+            else:  # the folder is there but cannot be listed (permissions): say so, once per file
+                problems += [f"{wnid}/{name}: cannot be read: class folder {wnid}/ ({error.strerror})"
+                             for name in names]
             continue
         try:
             for name in names:
@@ -91,7 +96,10 @@ def locate_sources(plan: ReleasePlan, images_root: str | Path) -> tuple[dict[str
                             problems.append(f"{file}: resolves outside the images root")
                             continue
                         info = os.stat(path)
-                except OSError:
+                except OSError as error:
+                    if error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                        problems.append(f"{file}: cannot be read ({error.strerror})")
+                        continue
                     info = None
                 if info is None or not stat.S_ISREG(info.st_mode):
                     problems.append(f"{file}: no such image under {images_root}")

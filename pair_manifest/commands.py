@@ -32,10 +32,14 @@ def run_scan(args: argparse.Namespace) -> int:
         return 0
     print(f"{'wnid':<10} {'name':<28} {'usable':>7} {'rejected':>8}")
     for c in report.classes.values():
-        print(f"{c.wnid:<10} {c.name[:28]:<28} {len(c.usable):>7} {len(c.rejected):>8}")
+        print(f"{c.wnid:<10} {c.name[:28]:<28} {len(c.usable) if not c.unreadable else '?':>7} "
+              f"{len(c.rejected):>8}")
     total = sum(len(c.usable) for c in report.classes.values())
     print(f"{len(report.classes)} classes, {total} usable images, {len(report.rejected)} rejected, "
-          f"{len(report.ignored)} ignored, {len(report.missing)} selected classes missing")
+          f"{len(report.ignored)} ignored, {len(report.missing)} selected classes missing"
+          + (f", {len(report.unreadable)} class folder(s) unreadable" if report.unreadable else ""))
+    for path, reason in report.unreadable:
+        print(f"unreadable {path}: {reason}")
     for path, reason in report.rejected:
         print(f"rejected  {path}: {reason}")
     for path, reason in report.ignored:

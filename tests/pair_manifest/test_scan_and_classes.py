@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -117,3 +118,34 @@ def test_scan_never_opens_protected_files_behind_image_names(images_copy, tmp_pa
     os.symlink(database, images_copy / "n04554684" / "db.JPEG")
     report = scan_root(images_copy, load_selection(), workers=1, progress=False, protected=(project,))
     assert ("db.JPEG", "a project or users file behind an image name (never opened)") in report.classes["n04554684"].rejected
+
+
+def test_an_unreadable_class_folder_is_reported_with_the_reason_not_a_traceback(sample_images):
+    """As an unprivileged user (permission bits mean nothing to root): a class folder without
+    read permission is listed as unreadable, every other class is scanned as usual."""
+    from tests.support.faults import require_unprivileged_python, run_as_nobody, world_writable_dir
+
+    home = world_writable_dir()
+    try:
+        require_unprivileged_python(home)
+        images = home / "images"
+        shutil.copytree(sample_images, images)
+        for path in [images, *images.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (images / "n04554684").chmod(0o000)
+        result = run_as_nobody(home, "scan", str(images))
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert "unreadable n04554684/: the class folder cannot be read (Permission denied)" in result.stdout
+        assert "1 class folder(s) unreadable" in result.stdout
+        assert "n04557648  water_bottle" in result.stdout  # the others are scanned
+        as_json = json.loads(run_as_nobody(home, "scan", str(images), "--json").stdout)
+        assert as_json["unreadable"] == [{"path": "n04554684/",
+                                          "reason": "the class folder cannot be read (Permission denied)"}]
+        images.chmod(0o000)
+        top = run_as_nobody(home, "scan", str(images))
+        assert top.returncode == 2 and top.stderr == f"error: {images}: the images root cannot be read (Permission denied)\n"
+    finally:
+        for path in home.rglob("*"):
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(home)
