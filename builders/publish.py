@@ -16,6 +16,7 @@ The token comes from the usual huggingface_hub sources (HF_TOKEN, the token file
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +97,6 @@ def local_release_files(folder: Path, *, manifest_only: bool) -> dict[str, Path 
 
 def publish_release(repo_dir: str | Path, repo_id: str, *, private: bool = False, gated: str | None = None,
                     manifest_only: bool = False, progress: bool = False, log=print) -> PublishResult:
-    import httpx
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.hf_api import RepoFile
@@ -117,11 +117,18 @@ def publish_release(repo_dir: str | Path, repo_id: str, *, private: bool = False
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
+    if "HF_HUB_VERBOSITY" not in os.environ:  # its retry warnings would bury the one line that matters
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+    stage = Stage()
     try:
+        stage.now = "connect"
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if private:
             api.update_repo_settings(repo_id, repo_type="dataset", private=True)
         before = api.repo_info(repo_id, repo_type="dataset").sha
+        stage.before = before
         remote = {e.path: e for e in api.list_repo_tree(repo_id, repo_type="dataset", recursive=True)
                   if isinstance(e, RepoFile)}
         if manifest_only and any(p.startswith(("sp/", "ap/")) for p in remote):
@@ -138,17 +145,77 @@ def publish_release(repo_dir: str | Path, repo_id: str, *, private: bool = False
             kind = "manifest release" if manifest_only else "release"
             log(f"uploading {len(changed)} file(s) ({result.upload_bytes / 1e6:.1f} MB), "
                 f"deleting {len(stale)} stale file(s) in one commit")
+            stage.now = "commit"  # uploads, then the commit request
             info = api.create_commit(repo_id, operations, repo_type="dataset",
                                      commit_message=f"Publish semantic-pairs {kind}",
                                      commit_description=f"{len(changed)} file(s) added or changed, {len(stale)} deleted.")
             result.commit, result.committed = info.oid, info.oid != before
             result.uploaded, result.deleted = changed, stale
+        stage.committed = result.commit
         if gated is not None:
+            stage.now = "gating"
             api.update_repo_settings(repo_id, repo_type="dataset", gated=gated)
     except HfHubHTTPError as error:
         message = str(error).strip().splitlines()[0][:300]
-        raise UserError(_scrub(f"{repo_id}: the Hub refused the request ({message})", token)) from None
-    except (httpx.TransportError, ValueError) as error:  # unreachable endpoint; metadata the Hub rejects
-        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise UserError(_scrub(f"{repo_id}: publishing failed ({message})", token)) from None
+        raise UserError(_scrub(f"{repo_id}: the Hub refused the request ({message}); {stage.remote_state(repo_id)}",
+                               token)) from None
+    except Exception as error:  # noqa: BLE001 - only network failures become messages; see below
+        cause = network_failure(error)
+        if cause is None:
+            if isinstance(error, ValueError):  # metadata the Hub client rejects before sending
+                raise UserError(_scrub(f"{repo_id}: publishing failed ({_first_line(error)})", token)) from None
+            raise
+        raise UserError(_scrub(f"{repo_id}: {stage.what_failed()} ({cause}); {stage.remote_state(repo_id)}; "
+                               f"run the same publish again to finish it", token)) from None
     return result
+
+
+class Stage:
+    """Where a publish is, so that a failure can say what state it left the remote in."""
+
+    def __init__(self) -> None:
+        self.now = "connect"
+        self.before: str | None = None     # the repo's head before this publish
+        self.committed: str | None = None  # the head once the release is committed
+
+    def what_failed(self) -> str:
+        return {"connect": "the Hub could not be reached",
+                "commit": "the connection dropped while uploading and committing the release",
+                "gating": "the connection dropped while setting the gating"}[self.now]
+
+    def remote_state(self, repo_id: str) -> str:
+        if self.now == "connect":
+            return f"no file of {repo_id} was changed"
+        if self.now == "commit":
+            return (f"the Hub applies a commit whole or not at all, so {repo_id} holds either its previous state "
+                    f"(commit {_short(self.before)}) or this release, never a part of it; files already uploaded "
+                    "are not sent again")
+        return f"{repo_id} holds the release (commit {_short(self.committed)}) but its gating is not set yet"
+
+
+def _short(commit: str | None) -> str:
+    return commit[:12] if commit else "none"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def network_failure(error: BaseException) -> str | None:
+    """What went wrong on the network, if `error` (or what caused it: huggingface_hub wraps a
+    failed LFS upload in a RuntimeError) is a transport failure; None for anything else. httpx
+    and httpx2 (which huggingface_hub 2.x uses) are both recognised by their TransportError."""
+    transport: list[type] = [ConnectionError, TimeoutError]
+    for module in ("httpx", "httpx2"):
+        try:
+            transport.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, tuple(transport)):
+            return f"{type(error).__name__}: {_first_line(error)}" if str(error).strip() else type(error).__name__
+        error = error.__cause__ or error.__context__
+    return None

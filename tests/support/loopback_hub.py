@@ -16,6 +16,11 @@ protocol is not spoken). Endpoints (paths as `huggingface_hub` 2.4 builds them):
 - `HEAD|GET /{prefix}{repo}/resolve/{rev}/{path}` with `ETag`, `X-Repo-Commit`, `X-Linked-Etag`,
   `X-Linked-Size` and byte ranges (`206 Partial Content`)
 
+Dropped connections: `hub.drop(stage, times)` makes the server close the connection without an
+answer at one stage of a publish ("upload": an LFS object PUT; "before-commit": the commit
+request, before it is applied; "after-commit": applied, the answer never sent; "settings": the
+gating request), as a network that fails mid-publish does.
+
 Errors carry `X-Error-Code` (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) as the Hub
 does, so the client raises its usual exceptions. Writes need `Authorization: Bearer <token>`;
 private and gated repos need it for reads too. Every request is recorded (method, path, bytes
@@ -26,8 +31,10 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import io
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,6 +131,8 @@ class LoopbackHub:
         self.requests: list[RecordedRequest] = []
         self.lfs_uploads: list[tuple[str, int]] = []  # (sha256, size) of every LFS object PUT
         self.lock = threading.RLock()
+        self.drops: dict[str, int] = {}  # stage -> connections still to drop there
+        self.drop_only: dict[str, str] = {}  # stage -> drop only paths holding this text
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -172,6 +181,23 @@ class LoopbackHub:
         if token is not None:
             env["HF_TOKEN"] = token
         return env
+
+    DROP_STAGES = ("upload", "before-commit", "after-commit", "settings")
+
+    def drop(self, stage: str, times: int = 1000, *, only: str = "") -> None:
+        """Close the next `times` connections that reach `stage` (and whose path contains `only`)
+        without answering."""
+        assert stage in self.DROP_STAGES, stage
+        with self.lock:
+            self.drops[stage] = times
+            self.drop_only[stage] = only
+
+    def _take_drop(self, stage: str | None, path: str) -> bool:
+        with self.lock:
+            if stage is None or self.drops.get(stage, 0) <= 0 or self.drop_only.get(stage, "") not in path:
+                return False
+            self.drops[stage] -= 1
+            return True
 
     # -- inspection helpers for tests -------------------------------------------------------
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
@@ -313,6 +339,12 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.lock:
             self.hub.requests.append(self._record)
         self._query = parse_qs(url.query)
+        stage = self._stage(url.path)
+        if stage in ("upload", "before-commit", "settings") and self.hub._take_drop(stage, url.path):
+            return self._hang_up()
+        dropping_answer = stage == "after-commit" and self.hub._take_drop(stage, url.path)
+        if dropping_answer:
+            self.wfile = io.BytesIO()  # the commit is applied; its answer goes nowhere
         try:
             with self.hub.lock:
                 self._route(url.path, body)
@@ -323,6 +355,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(error.status, {"error": str(error)}, headers)
         except Exception as error:  # noqa: BLE001 - a server bug must reach the client as a 500
             self._json(500, {"error": f"loopback hub: {type(error).__name__}: {error}"})
+        if dropping_answer:
+            self._hang_up()
+
+    def _stage(self, path: str) -> str | None:
+        if path.startswith("/lfs-objects/") and self.command == "PUT":
+            return "upload"
+        match = self._API.match(path)
+        if match and self.command == "POST" and (match.group(3) or "").startswith("commit/"):
+            return "before-commit" if self.hub.drops.get("before-commit") else "after-commit"
+        if match and self.command == "PUT" and (match.group(3) or "").startswith("settings"):
+            return "settings"
+        return None
+
+    def _hang_up(self) -> None:
+        """Close the connection without a response (a network failure, seen by the client as a
+        dropped connection)."""
+        self._record.status = -1
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     _API = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(.*))?$")
     _FILES = re.compile(r"^/(datasets/|spaces/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
