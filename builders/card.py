@@ -220,7 +220,8 @@ def body_context(plan: ReleasePlan, file_sizes: dict[str, tuple[int, int]], *, m
     provenance = [[f"`{s}`", _count(n), _count(sources_with_pairs[s])] for s, n in sorted(sources.items())]
 
     if settings.ap_source == "pair_a":
-        ap_rule = "its `image_a` (the same photos as SP; only the pairing differs)"
+        ap_rule = ("its `image_a`: AP holds one photo per SP pair, half of SP's photos (no `image_b` is in AP), "
+                   "as the paper's AP set holds one image per pair (187 × 157 images, §3.1)")
         ap_setting = "`pair_a` (the `image_a` of each SP pair)"
     else:
         ap_rule = (f"one photo drawn from the class folder by a seeded shuffle (seed {settings.seed}), as many per "

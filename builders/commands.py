@@ -21,8 +21,8 @@ def register(subparsers) -> None:
     build.add_argument("--pairs-per-class", type=int, default=157, metavar="N",
                        help="pairs per class in the release: the first N by rank_in_class (default 157, the paper's)")
     build.add_argument("--ap-source", choices=("pair_a", "random"), default="pair_a",
-                       help="AP images: the image_a of each SP pair (default: same photos, only the pairing "
-                            "differs) or a seeded random draw from each class folder")
+                       help="AP images: the image_a of each SP pair (default: one photo per pair, half of SP's "
+                            "photos, as the paper's AP set) or a seeded random draw from each class folder")
     build.add_argument("--seed", type=int, default=0, help="seed of --ap-source random (default 0)")
     build.add_argument("--allow-short", action="store_true",
                        help="build even when classes have fewer pairs than --pairs-per-class (they are listed)")

@@ -118,6 +118,11 @@ def test_card_documents_the_build(built_release, release_inputs):
     assert f"| 0 | `{GROWN_CLASS}` | goldfish | Animals | paper_appendix_A5 | {PAIRS_PER_CLASS} | {PAIRS_PER_CLASS} |" in body
     assert "| `n01644373` | tree_frog | Benchmark-aligned fill | fill: frog (CIFAR-10 frog) | 0 | 0 |" in body
     assert "## Departure from the paper's class list" in body and "lemon_shark" in body
+    # AP is the image_a of each pair: half of SP's photos, said exactly, never "the same photos"
+    assert ("AP takes,\n  per SP pair, its `image_a`: AP holds one photo per SP pair, half of SP's photos "
+            "(no `image_b` is in AP), as the paper's AP set holds one image per pair (187 × 157 images, §3.1).") \
+        in body
+    assert "same photos" not in text
     # per-tag statistics computed independently from the CSV (first PAIRS_PER_CLASS of each class)
     seen, counts = Counter(), Counter()
     for row in release_inputs.pairs:
