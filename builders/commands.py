@@ -1,8 +1,11 @@
 """`build`, `verify`, `publish`, `materialize`: the release subcommands (registered by
-`semantic_pairs_cli.main`). Only argparse is imported here; each handler imports its module."""
+`semantic_pairs_cli.main`). Only argparse and the protocol constants are imported here; each handler
+imports its module."""
 from __future__ import annotations
 
 import argparse
+
+from pair_manifest.protocol import PAIRS_PER_CLASS
 
 
 def register(subparsers) -> None:
@@ -18,8 +21,9 @@ def register(subparsers) -> None:
     build.add_argument("--out", default="semantic_pairs", metavar="REPO_DIR",
                        help="release folder (default: semantic_pairs, so load_dataset('semantic_pairs', 'sp') "
                             "works from its parent folder)")
-    build.add_argument("--pairs-per-class", type=int, default=157, metavar="N",
-                       help="pairs per class in the release: the first N by rank_in_class (default 157, the paper's)")
+    build.add_argument("--pairs-per-class", type=int, default=PAIRS_PER_CLASS, metavar="N",
+                       help=f"pairs per class in the release: the first N by rank_in_class (default {PAIRS_PER_CLASS}, "
+                            "the paper's)")
     build.add_argument("--ap-source", choices=("pair_a", "random"), default="pair_a",
                        help="AP images: the image_a of each SP pair (default: one photo per pair, half of SP's "
                             "photos, as the paper's AP set) or a seeded random draw from each class folder")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PAPER_TIER_BOUNDS = (50, 100, 157)  # pairs per class of the paper's subsets (§3.1 and Table 2)
-DEFAULT_PAIRS_PER_CLASS = 157       # 187 classes x 157 pairs = 29,359 pairs (§3.1.1)
+from pair_manifest.protocol import SUBSETS
+
 KINDS = ("sp", "ap")
 SPLIT = "train"
 
@@ -62,7 +62,7 @@ def tiers_for(pairs_per_class: int) -> list[Tier]:
     """The non-empty tiers of a build with this target (see the module docstring)."""
     if pairs_per_class < 1:
         raise ValueError(f"pairs per class must be at least 1, got {pairs_per_class}")
-    bounds = list(PAPER_TIER_BOUNDS) + ([pairs_per_class] if pairs_per_class > PAPER_TIER_BOUNDS[-1] else [])
+    bounds = list(SUBSETS) + ([pairs_per_class] if pairs_per_class > SUBSETS[-1] else [])
     tiers, start = [], 0
     for bound in bounds:
         stop = min(bound, pairs_per_class)

@@ -21,13 +21,14 @@ import pyarrow.parquet as pq
 from builders import layout
 from pair_manifest.classes import selection_from_rows, selection_from_wnids
 from pair_manifest.errors import ProblemsFound, UserError
+from pair_manifest.protocol import PAIRS_PER_CLASS
 
 AP_SOURCES = ("pair_a", "random")
 
 
 @dataclass(frozen=True)
 class BuildSettings:
-    pairs_per_class: int = layout.DEFAULT_PAIRS_PER_CLASS
+    pairs_per_class: int = PAIRS_PER_CLASS
     ap_source: str = "pair_a"  # AP image of each SP pair's rank: its image_a, or a seeded random class image
     seed: int = 0              # used by ap_source="random" only
 

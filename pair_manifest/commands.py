@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pair_manifest.protocol import PAIRS_PER_CLASS
+
 
 def register(subparsers) -> None:
     scan = subparsers.add_parser(
@@ -68,7 +70,8 @@ def register_manifest(subparsers) -> None:
 
     stats = actions.add_parser("stats", help="progress per class, annotator, tag; review agreement; proposals")
     stats.add_argument("path", metavar="PATH", help="manifest folder, pairs.parquet or curation project folder")
-    stats.add_argument("--target", type=int, default=157, help="pairs wanted per class (default 157)")
+    stats.add_argument("--target", type=int, default=PAIRS_PER_CLASS,
+                       help=f"pairs wanted per class (default {PAIRS_PER_CLASS}, the paper's)")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=run_stats)
 
