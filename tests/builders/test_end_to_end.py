@@ -2,7 +2,6 @@
 the real `datasets` loader."""
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
