@@ -43,6 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pair_manifest.protocol import AUGMENTATIONS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision.transforms.functional.rgb_to_grayscale
@@ -112,7 +114,9 @@ METHOD_BLUR_SOLARIZE = {
     "vicreg": ((1.0, 0.0), (0.1, 0.2)),  # VICReg augmentations.TrainTransform
     "barlow_twins": ((1.0, 0.0), (0.1, 0.2)),  # Barlow Twins main.py Transform
 }
-AUG_CHOICES = (*PRESETS, "method")
+AUG_CHOICES = AUGMENTATIONS  # the presets above and "method"
+if set(PRESETS) | {"method"} != set(AUGMENTATIONS):
+    raise ImportError(f"training.augment defines {sorted(PRESETS)} + method, the protocol names {AUGMENTATIONS}")
 
 
 def view_recipes(preset: str, method: str) -> tuple[ViewRecipe, ViewRecipe]:
@@ -325,9 +329,10 @@ class PairAugment:
             parts_b.append(sample_params(size, self.recipe_b, self.generator))
         return concat_params(parts_a), concat_params(parts_b)
 
-    def __call__(self, first: torch.Tensor, second: torch.Tensor, step: int,
-                 shard_sizes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        params_a, params_b = self.params(step, shard_sizes)
-        n = first.shape[0]
-        both = apply_params(torch.cat([first, second]), concat_params([params_a, params_b]), self.out_size, self.ops)
+    def __call__(self, batch, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both views of a `training.data.batches.Batch`."""
+        params_a, params_b = self.params(step, batch.shard_sizes)
+        n = batch.first.shape[0]
+        both = apply_params(torch.cat([batch.first, batch.second]), concat_params([params_a, params_b]),
+                            self.out_size, self.ops)
         return both[:n], both[n:]

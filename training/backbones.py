@@ -15,17 +15,20 @@ from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.vision_transformer import VisionTransformer
 
+from pair_manifest.protocol import BACKBONE, BACKBONES, RESOLUTION, STEMS
+
 RESNETS = {"resnet50": (resnet50, 2048), "resnet18": (resnet18, 512)}
 # name -> (patch, hidden, depth, heads, mlp). ViT-S/8 as in DINO (Caron et al. 2021, Table 8).
 VITS = {"vit_s8": (8, 384, 12, 6, 1536), "vit_tiny8": (8, 64, 2, 2, 128)}
-STEMS = ("imagenet", "small")
+if set(RESNETS) | set(VITS) != set(BACKBONES):
+    raise ImportError(f"training.backbones builds {sorted({*RESNETS, *VITS})}, the protocol names {BACKBONES}")
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    name: str = "resnet50"
+    name: str = BACKBONE
     stem: str = "imagenet"  # ResNets only
-    image_size: int = 64  # ViTs only: the position embedding is sized for it
+    image_size: int = RESOLUTION  # ViTs only: the position embedding is sized for it
 
 
 def build_backbone(spec: BackboneSpec) -> tuple[nn.Module, int]:

@@ -6,14 +6,14 @@ Adam moments), `rng` (torch CPU and CUDA, numpy, Python), `config`, and `eval_ba
 dict of `Method.eval_backbone()` (online network for BYOL/MoCo, teacher for DINO, backbone otherwise),
 loadable into `training.backbones.build_backbone(spec)`. Data order and augmentation are functions of
 (seed, step), so the step is their whole state. Files are written to a temporary name, fsynced and
-renamed: a kill leaves the previous checkpoint intact.
+renamed: a kill or a full disk leaves the previous checkpoint intact.
 
 `load_eval_backbone(run_dir)` -> (backbone module with the trained weights, config dict).
 """
 from __future__ import annotations
 
+import io
 import json
-import os
 import random
 from pathlib import Path
 
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.errors import TrainingError
+from pair_manifest.atomic import write_atomically
+from training.errors import TrainingError, write_failed
 
 
 def rng_state() -> dict:
@@ -47,14 +48,21 @@ def set_rng_state(state: dict) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def save_checkpoint(path: Path, payload: dict, previous_step: int | None = None) -> None:
+    """Serialize in memory, then replace `path` atomically: a kill, a full disk or a read-only
+    folder leaves the previous file whole (torch.save straight into a file that the disk cuts off
+    fails with an opaque stream error, and would leave half a file behind)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        write_atomically(path, lambda handle: handle.write(buffer.getbuffer()))
+    except OSError as error:
+        if previous_step:
+            kept = f"the checkpoint of step {previous_step} there is intact"
+        else:
+            kept = "no earlier checkpoint was replaced"
+        raise write_failed(path, error, "the checkpoint",
+                           f"{kept}: free space (or fix the folder) and continue with --resume") from None
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -80,9 +88,26 @@ def load_eval_backbone(run_dir: str | Path, checkpoint: str = "last") -> tuple[n
         spec = BackboneSpec(**config["backbone"])
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise TrainingError(f"{config_path}: no valid 'backbone' entry ({error})") from error
-    state = load_checkpoint(run / "checkpoints" / f"{checkpoint}.pt")
+    path = run / "checkpoints" / f"{checkpoint}.pt"
+    state = load_checkpoint(path)
     if "eval_backbone" not in state:
-        raise TrainingError(f"{run / 'checkpoints' / (checkpoint + '.pt')}: holds no 'eval_backbone'")
+        raise TrainingError(f"{path}: holds no 'eval_backbone'")
+    check_same_run(config, state.get("config"), config_path, path)
     model, _ = build_backbone(spec)
     model.load_state_dict(state["eval_backbone"])
     return model.eval(), config
+
+
+def check_same_run(config: dict, trained: dict | None, config_path: Path, checkpoint: Path) -> None:
+    """config.json must describe the network the checkpoint holds: a config edited or copied from
+    another run would make evaluation load the wrong network's recipe (or report the wrong method)."""
+    if not isinstance(trained, dict):
+        return  # a checkpoint written without its config (a bare backbone): nothing to compare
+    said, was = config.get("method"), trained.get("method")
+    if said != was:
+        raise TrainingError(f"{config_path}: names method {said!r}, but {checkpoint} was trained with {was!r}; "
+                            "restore the run's own config.json")
+    said, was = config.get("backbone"), trained.get("backbone")
+    if isinstance(said, dict) and isinstance(was, dict) and said != was:
+        raise TrainingError(f"{config_path}: names backbone {said}, but {checkpoint} was trained with {was}; "
+                            "restore the run's own config.json")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "mocov2", "simsiam", "barlow_twins", "swav")
+from pair_manifest.protocol import AUGMENTATIONS, BACKBONE, BACKBONES, BATCH_SIZE, EPOCHS, METHODS, RESOLUTION, STEMS
 
 
 def _positive_int(text: str) -> int:
@@ -28,23 +28,25 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="self-supervised pretraining on SP or AP (GPU: data, augmentation and step on the device)",
         description="Pretrain a backbone with a self-supervised method on a Semantic Pairs dataset (Hub id or "
-                    "local repo folder). Defaults follow the paper (§4): ResNet-50, 64x64, batch 256, 200 epochs, "
+                    f"local repo folder). Defaults follow the paper (§4): {BACKBONE}, {RESOLUTION}x{RESOLUTION}, "
+                    f"batch {BATCH_SIZE}, {EPOCHS} epochs, "
                     "each method's original hyperparameters. Writes RUN_DIR/config.json, metrics.jsonl, "
                     "tensorboard/, checkpoints/last.pt, env.json. Under torchrun it runs DDP, one process per GPU.")
     # Every option defaults to None here: a resumed run must know which ones were actually given.
     p.add_argument("--data", help="Hub id (ORG/NAME) or local repo folder; for tiny_imagenet a train/<class>/ folder")
     p.add_argument("--config", help="sp, sp_100, sp_50, ap, ap_100, ap_50, or tiny_imagenet")
-    p.add_argument("--method", choices=METHOD_NAMES)
+    p.add_argument("--method", choices=METHODS)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (new, or existing with --resume)")
-    p.add_argument("--epochs", type=_positive_int, help="length of the schedule (default 200, paper §4)")
-    p.add_argument("--batch-size", type=_positive_int, help="global batch of pairs (default 256, paper §4)")
-    p.add_argument("--resolution", type=_positive_int, help="input side in pixels, also the cache's (default 64)")
-    p.add_argument("--aug", choices=("paper", "gray_s", "color_jitter", "only_c", "method"),
+    p.add_argument("--epochs", type=_positive_int, help=f"length of the schedule (default {EPOCHS}, paper §4)")
+    p.add_argument("--batch-size", type=_positive_int, help=f"global batch of pairs (default {BATCH_SIZE}, paper §4)")
+    p.add_argument("--resolution", type=_positive_int,
+                   help=f"input side in pixels, also the cache's (default {RESOLUTION})")
+    p.add_argument("--aug", choices=AUGMENTATIONS,
                    help="paper: crop, rotation, flip, colour jitter, grayscale (default); gray_s, color_jitter, "
                         "only_c: the paper's ablations (§4.4.1); method: paper plus the method's blur/solarization")
-    p.add_argument("--backbone", choices=("resnet50", "resnet18", "vit_s8", "vit_tiny8"),
-                   help="resnet50 (default, paper); vit_s8 for DINO's ablation; small ones for tests")
-    p.add_argument("--stem", choices=("imagenet", "small"),
+    p.add_argument("--backbone", choices=BACKBONES,
+                   help=f"{BACKBONE} (default, paper); vit_s8 for DINO's ablation; small ones for tests")
+    p.add_argument("--stem", choices=STEMS,
                    help="ResNet stem: imagenet (default; the paper's unmodified ResNet-50) or small (3x3, no max-pool)")
     p.add_argument("--steps", type=_positive_int, help="stop after N steps (smoke runs); the schedule stays --epochs'")
     p.add_argument("--seed", type=int, help="seed of weights, data order and augmentation (default 0)")
@@ -65,7 +67,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from checkpoints/last.pt")
     p.set_defaults(handler=_train)
 
-    from training.eval.commands import register_eval  # argparse-only modules (issue 7: evaluation)
+    from training.eval.commands import register_eval  # argparse-only modules, like this one
     from training.reproduce.commands import register_reproduce
 
     register_eval(subparsers)
@@ -77,14 +79,16 @@ def _train(args) -> int:
     import os
     import sys
 
-    from training.config import TrainConfig
+    from training.config import TrainConfig, config_for_resume
     from training.errors import TrainingError
-    from training.loop import config_for_resume, train
+    from training.loop import train
+    from training.run_dir import RunDir
 
     option_names = ("data", "config", "method", "epochs", "batch_size", "resolution", "aug", "backbone", "stem",
                     "steps", "seed", "hp", "device", "precision", "compile", "cuda_graphs", "checkpoint_every",
                     "keep_epochs", "log_every", "cache_dir", "workers", "progress")
     given = {name: getattr(args, name) for name in option_names if getattr(args, name) is not None}
+    RunDir(args.out).check_is_folder()
     if args.resume:
         cfg = config_for_resume(args.out, given)
     else:

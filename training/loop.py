@@ -8,6 +8,12 @@ one transfer, checked (a NaN or infinite loss stops the run with a message namin
 last good checkpoint), written to metrics.jsonl and TensorBoard. Nothing in the step waits on the
 host, so the GPU runs ahead of Python.
 
+Set-up order (`Trainer.setup`): every setting is checked before anything slow or anything written:
+hyperparameters, then the model and its optimizer (which check the method's recipe against the
+network), then the data (the one long part: decoding), then schedules and the resumed state; the
+run folder is written last. One process at a time writes a run folder (`train` holds
+`pair_manifest.locks.one_writer` on RUN_DIR/.lock for the whole run).
+
 Precision: bf16 autocast on CUDA (losses in float32, see training/precision.py), float32 on CPU.
 Memory format: channels_last for the model and the views.
 """
@@ -19,25 +25,26 @@ import os
 import platform
 import time
 import warnings
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
+from pair_manifest.locks import lock_inside, one_writer
 from training import distributed
 from training.augment import PairAugment, view_recipes
 from training.backbones import BackboneSpec, build_backbone
 from training.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from training.config import (RESUMABLE_CHANGES, TrainConfig, build_hyperparameters, json_ready, merge_for_resume,
-                             parse_hp_overrides)
+from training.config import CONFIG_FORMAT, TrainConfig, json_ready, resolve_hyperparameters, resumed
 from training.data.batches import PairBatches
 from training.data.cache import load_dataset
 from training.errors import NonFiniteLoss, TrainingError
 from training.methods import method_module
 from training.optim import build_optimizer
+from training.recipe import flat_fields
 from training.run_dir import MetricsLog, RunDir
 from training.schedule import WarmupCosine, cosine
 from training.step import EagerStep, GraphedStep
-
-CONFIG_FORMAT = 1
 
 
 def device_name(device: torch.device) -> str:
@@ -46,208 +53,67 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def fields_from_saved(saved: dict, where: str = "config.json") -> dict:
-    """TrainConfig fields from a config.json written by this module."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+def choose_precision(cfg: TrainConfig, device: torch.device) -> tuple[str, torch.dtype | None]:
+    """("bf16" | "fp32", the autocast dtype or None). On CUDA also the fixed-shape kernel choices."""
+    if device.type == "cuda":  # GPU-only: fixed shapes, so let cuDNN pick its fastest kernels
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    return precision, (torch.bfloat16 if precision == "bf16" else None)
+
+
+def build_method(cfg: TrainConfig, hp, ctx: distributed.DistContext) -> torch.nn.Module:
+    """The method around its backbone, the same initial weights on every rank, on the device."""
+    torch.manual_seed(cfg.seed)
     try:
-        fields = {k: v for k, v in saved.items() if k in names and k not in ("backbone", "hp")}
-        fields["backbone"] = saved["backbone"]["name"]
-        fields["stem"] = saved["backbone"]["stem"]
-        fields["hp"] = dict(saved.get("hp_overrides", {}))
-        fields["keep_epochs"] = tuple(fields.get("keep_epochs", ()))
-        missing = [k for k in ("data", "config", "method") if k not in fields]
-        if missing:
-            raise KeyError(missing[0])
-    except (KeyError, TypeError, AttributeError) as error:
-        raise TrainingError(f"{where}: missing or malformed entry {error}; not a config.json written by "
-                            "`semantic-pairs train`") from error
-    return fields
+        backbone, width = build_backbone(BackboneSpec(cfg.backbone, cfg.stem, cfg.resolution))
+        method = method_module(cfg.method).Method(backbone, width, hp)
+    except ValueError as error:
+        raise TrainingError(f"--method {cfg.method} / --backbone {cfg.backbone}: {error}") from error
+    except (RuntimeError, MemoryError) as error:  # e.g. widths a typo made too large to allocate
+        raise TrainingError(f"--method {cfg.method}: the model cannot be built with these hyperparameters "
+                            f"({str(error).splitlines()[0][:200]})") from error
+    method.to(ctx.device, memory_format=torch.channels_last)
+    if ctx.world_size > 1:
+        distributed.convert_to_global_batchnorm(method)
+    return method
 
 
-def config_for_resume(out: str, given: dict) -> TrainConfig:
-    """The saved settings of RUN_DIR with the command line's allowed changes; other differences are
-    refused (`given` holds only the options the user actually passed)."""
-    run = RunDir(out)
-    saved = fields_from_saved(run.read_config(), str(run.config_path))
-    given = dict(given)
-    if given.get("hp"):
-        method = given.get("method") or saved["method"]
-        given["hp"] = parse_hp_overrides(method_module(method).Hyperparameters, given["hp"])
-    merged = merge_for_resume(saved, given, str(run.path))
-    # a resumed run goes to the end of its schedule unless told where to stop (--steps of the first
-    # start was a smoke-run limit, not part of the schedule)
-    merged.update(resume=True, out=out, steps=given.get("steps"))
-    return TrainConfig(**merged)
+@dataclasses.dataclass
+class Schedules:
+    """Every per-step value of a run: learning rate per parameter group, weight decay factor."""
 
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    lr: list  # per optimizer group: a WarmupCosine, or None for a constant lr (the peak)
+    weight_decay: tuple[float, float] | None  # (start, end) of a cosine weight-decay schedule
 
-class Trainer:
-    def __init__(self, cfg: TrainConfig, ctx: distributed.DistContext, on_gradients=None):
-        self.cfg, self.ctx, self.on_gradients = cfg, ctx, on_gradients
-        self.device = ctx.device
-        self.run = RunDir(cfg.out)
-        self.main = ctx.is_main
+    @staticmethod
+    def of(recipe, optimizer, steps_per_epoch: int, epochs: int) -> "Schedules":
+        total = epochs * steps_per_epoch
+        warmup = min(round(recipe.warmup_epochs * steps_per_epoch), total)
+        lr = [None if group["constant_lr"] else
+              WarmupCosine(group["peak_lr"], total, warmup,
+                           recipe.min_lr if recipe.min_lr is not None else group["peak_lr"] * recipe.final_lr_ratio)
+              for group in optimizer.param_groups]
+        decay = (recipe.weight_decay, recipe.weight_decay_end) \
+            if recipe.weight_decay_end is not None and recipe.weight_decay else None
+        return Schedules(steps_per_epoch, total, warmup, lr, decay)
 
-    # ----- setup -------------------------------------------------------------------------------
-    def setup(self) -> None:
-        cfg, ctx = self.cfg, self.ctx
-        if self.device.type == "cuda":  # GPU-only: fixed shapes, so let cuDNN pick its fastest kernels
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        precision = cfg.precision if cfg.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
-        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-        self.precision = precision
+    def weight_decay_factor(self, step: int) -> float:
+        """Weight decay at `step` relative to the recipe's (main_dino.py's cosine from start to end)."""
+        if self.weight_decay is None:
+            return 1.0
+        start, end = self.weight_decay
+        return cosine(start, end, step / max(self.total_steps - 1, 1)) / start
 
-        module = method_module(cfg.method)  # options first: refuse bad ones before a long decode
-        self.hp_overrides = parse_hp_overrides(module.Hyperparameters, cfg.hp)
-        self.hp = build_hyperparameters(module, self.hp_overrides, backbone=cfg.backbone)
-        if cfg.cuda_graphs:
-            self.check_cuda_graphs(module)
-        if self.main and not cfg.resume:
-            self.run.prepare_new()
-        distributed.barrier()
-        data_options = dict(resolution=cfg.resolution, cache_dir=cfg.cache_dir, workers=cfg.workers,
-                            hf_cache_dir=cfg.hf_cache_dir)
-        if self.main:  # one process decodes; the others read its cache
-            self.data = load_dataset(cfg.data, cfg.config, progress=cfg.progress, **data_options)
-        distributed.barrier()
-        if not self.main:
-            self.data = load_dataset(cfg.data, cfg.config, progress=False, **data_options)
-        self.shards = cfg.shards or ctx.world_size
-        self.batches = PairBatches(self.data, cfg.batch_size, cfg.seed, self.device, shards=self.shards,
-                                   rank=ctx.rank, world_size=ctx.world_size)
-        self.steps_per_epoch = self.batches.steps_per_epoch
-        self.total_steps = cfg.epochs * self.steps_per_epoch
-        self.stop_step = min(cfg.steps or self.total_steps, self.total_steps)
-        self.checkpoint_every = cfg.checkpoint_every or max(1, 10 * self.steps_per_epoch)
-
-        self.spec = BackboneSpec(cfg.backbone, cfg.stem, cfg.resolution)
-        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        try:
-            backbone, width = build_backbone(self.spec)
-            self.method = module.Method(backbone, width, self.hp)
-        except ValueError as error:
-            raise TrainingError(f"--method {cfg.method} / --backbone {cfg.backbone}: {error}") from error
-        self.method.to(self.device, memory_format=torch.channels_last)
-        if ctx.world_size > 1:
-            distributed.convert_to_global_batchnorm(self.method)
-
-        self.lr_scale = cfg.batch_size / 256  # linear scaling rule, as every method's paper
-        self.peak_lr = self.hp.base_lr * self.lr_scale
-        use_graphs = cfg.cuda_graphs
-        try:
-            self.optimizer = build_optimizer(self.method, self.hp, self.peak_lr, self.lr_scale,
-                                             capturable=use_graphs and self.device.type == "cuda")
-        except ValueError as error:
-            raise TrainingError(f"--hp: {error}") from error
-        self.warmup_steps = min(round(self.hp.warmup_epochs * self.steps_per_epoch), self.total_steps)
-        min_lr = getattr(self.hp, "min_lr", None)
-        ratio = getattr(self.hp, "final_lr_ratio", 0.0) or 0.0
-        self.schedules = [None if g["constant_lr"] else
-                          WarmupCosine(g["peak_lr"], self.total_steps, self.warmup_steps,
-                                       min_lr if min_lr is not None else g["peak_lr"] * ratio)
-                          for g in self.optimizer.param_groups]
-        self.weight_decay_end = getattr(self.hp, "weight_decay_end", None)
-        self.recipe_a, self.recipe_b = view_recipes(cfg.aug, cfg.method)
-
-        self.flush_times: list[tuple[int, float]] = []
-        self.start_step = 0
-        if cfg.resume and self.run.config_path.is_file():
-            started_on = self.run.read_config().get("dataset", {}).get("fingerprint")
-            if started_on and started_on != self.data.key:
-                raise TrainingError(f"--resume: the data of {cfg.data} (config {cfg.config}) changed since this run "
-                                    f"started (fingerprint {started_on[:12]} -> {self.data.key[:12]}); start a new run")
-        if cfg.resume and self.run.last_checkpoint.is_file():
-            state = load_checkpoint(self.run.last_checkpoint)
-            try:
-                self.method.load_state_dict(state["model"])
-                self.optimizer.load_state_dict(state["optimizer"])
-            except (KeyError, RuntimeError, ValueError) as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise TrainingError(f"{self.run.last_checkpoint}: does not fit this run's model or optimizer "
-                                    f"({first})") from error
-            for group in self.optimizer.param_groups:  # a CUDA-graph run saved these as tensors
-                for key in ("lr", "weight_decay"):
-                    if isinstance(group[key], torch.Tensor):
-                        group[key] = float(group[key])
-            set_rng_state(state["rng"])
-            self.start_step = int(state["step"])
-        self.last_checkpoint_step = self.start_step
-
-        forward = self.method
-        if ctx.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # broadcast_buffers=False: GlobalBatchNorm keeps statistics equal on every rank already,
-            # and some methods keep per-rank buffers (SwAV's queue) that must not be overwritten.
-            # find_unused_parameters: a method may leave a parameter out of a step (SwAV's frozen
-            # prototypes in the first iterations).
-            with warnings.catch_warnings():
-                # torch >= 2.12 deprecates broadcast_buffers for forward_sync_buffers, which torch 2.11
-                # (the GPU machines) lacks and which still syncs buffers at init: keep the old flag
-                warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
-                forward = DistributedDataParallel(
-                    self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                    broadcast_buffers=False, find_unused_parameters=True)
-        if cfg.compile:
-            forward = torch.compile(forward)
-        step_class = GraphedStep if use_graphs else EagerStep  # GraphedStep: GPU only (checked above)
-        self.step_fn = step_class(forward, self.method, self.optimizer, self.autocast_dtype, self.device,
-                                  clip_grad=float(getattr(self.hp, "clip_grad", 0.0) or 0.0),
-                                  on_gradients=self.on_gradients)
-        self.augment = PairAugment(self.recipe_a, self.recipe_b, cfg.resolution, cfg.seed, self.device)
-
-        if self.main:
-            if not cfg.resume or not self.run.config_path.exists():
-                self.saved_config = self.resolved_config()
-                self.run.write_config(self.saved_config)
-            else:
-                self.saved_config = self.run.read_config()
-            self.run.write_env(device_name(self.device), ctx.world_size)
-            self.run.truncate_metrics(self.start_step)
-            self.metrics = MetricsLog(self.run, self.start_step)
-
-    def check_cuda_graphs(self, module) -> None:
-        if self.device.type != "cuda" or self.ctx.world_size > 1:
-            raise TrainingError("--cuda-graphs: needs a single CUDA process (run without it on CPU or under torchrun)")
-        if not getattr(module.Method, "capturable", False):
-            raise TrainingError(f"--cuda-graphs: method {self.cfg.method} does not declare `capturable = True` "
-                                "(its forward syncs with the host or keeps Python state); run without it")
-        if getattr(self.hp, "weight_decay_end", None) is not None and self.hp.optimizer == "adamw":
-            raise TrainingError("--cuda-graphs: AdamW with a weight-decay schedule cannot be captured; run without it")
-        if self.on_gradients is not None:
-            raise TrainingError("--cuda-graphs: gradients cannot be inspected inside a captured step")
-
-    def resolved_config(self) -> dict:
-        cfg = self.cfg
-        fields = {k: v for k, v in cfg.to_json().items()
-                  if k not in ("backbone", "stem", "hp", "resume", "out", "progress", "workers")}
-        return json_ready({
-            **fields,
-            "format": CONFIG_FORMAT,
-            "backbone": {"name": cfg.backbone, "stem": cfg.stem, "image_size": cfg.resolution},
-            "hyperparameters": dataclasses.asdict(self.hp),
-            "hp_overrides": self.hp_overrides,
-            "augment": {"preset": cfg.aug, "view_a": dataclasses.asdict(self.recipe_a),
-                        "view_b": dataclasses.asdict(self.recipe_b)},
-            "dataset": self.data.summary(),
-            "schedule": {"steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
-                         "warmup_steps": self.warmup_steps, "peak_lr": self.peak_lr, "lr_scale": self.lr_scale,
-                         "checkpoint_every": self.checkpoint_every},
-            "precision": self.precision,
-            "world_size": self.ctx.world_size,
-            "shards": self.shards,
-        })
-
-    # ----- per step ----------------------------------------------------------------------------
-    def set_hyperparameters(self, step: int) -> float:
+    def apply(self, optimizer, step: int) -> float:
         """Learning rate (and weight decay) of every group for `step`; returns the first group's lr."""
-        wd_factor = 1.0
-        if self.weight_decay_end is not None and self.hp.weight_decay:
-            wd_now = cosine(self.hp.weight_decay, self.weight_decay_end, step / max(self.total_steps - 1, 1))
-            wd_factor = wd_now / self.hp.weight_decay
+        wd_factor = self.weight_decay_factor(step)
         first = None
-        for group, schedule in zip(self.optimizer.param_groups, self.schedules):
+        for group, schedule in zip(optimizer.param_groups, self.lr):
             lr = group["peak_lr"] if schedule is None else schedule(step)
             first = lr if first is None else first
             if isinstance(group["lr"], torch.Tensor):
@@ -261,6 +127,154 @@ class Trainer:
                 group["weight_decay"] = wd
         return float(first)
 
+
+def restore(run: RunDir, method, optimizer, data) -> int:
+    """Load RUN_DIR/checkpoints/last.pt into the model and optimizer; returns its step (0 if none)."""
+    started_on = (run.read_config().get("dataset") or {}).get("fingerprint")
+    if started_on and started_on != data.key:
+        raise TrainingError(f"--resume: the data of {data.source} (config {data.config}) changed since this run "
+                            f"started (fingerprint {str(started_on)[:12]} -> {data.key[:12]}); start a new run")
+    if not run.last_checkpoint.is_file():
+        return 0
+    state = load_checkpoint(run.last_checkpoint)
+    try:
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrainingError(f"{run.last_checkpoint}: does not fit this run's model or optimizer ({first})") from error
+    for group in optimizer.param_groups:  # a CUDA-graph run saved these as tensors
+        for key in ("lr", "weight_decay"):
+            if isinstance(group[key], torch.Tensor):
+                group[key] = float(group[key])
+    set_rng_state(state["rng"])
+    return step
+
+
+def wrap_for_step(method, cfg: TrainConfig, ctx: distributed.DistContext):
+    """What the step calls: the method itself, or its DDP wrapper, optionally compiled."""
+    forward = method
+    if ctx.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # broadcast_buffers=False: GlobalBatchNorm keeps statistics equal on every rank already,
+        # and some methods keep per-rank buffers (SwAV's queue) that must not be overwritten.
+        # find_unused_parameters: a method may leave a parameter out of a step (SwAV's frozen
+        # prototypes in the first iterations).
+        with warnings.catch_warnings():
+            # recent torch deprecates broadcast_buffers in favour of forward_sync_buffers, which older
+            # releases lack and which still syncs buffers at init: the portable flag stays
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+            forward = DistributedDataParallel(
+                method, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                broadcast_buffers=False, find_unused_parameters=True)
+    return torch.compile(forward) if cfg.compile else forward
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, ctx: distributed.DistContext, on_gradients=None):
+        self.cfg, self.ctx, self.on_gradients = cfg, ctx, on_gradients
+        self.device = ctx.device
+        self.run = RunDir(cfg.out)
+        self.main = ctx.is_main
+
+    def setup(self) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        if self.main and not cfg.resume:
+            self.run.check_new()
+        self.precision, self.autocast_dtype = choose_precision(cfg, self.device)
+        self.hp_overrides, self.hp = resolve_hyperparameters(cfg.method, cfg.hp, cfg.backbone)
+        self.recipe = self.hp.recipe
+        if cfg.cuda_graphs:
+            self.check_cuda_graphs()
+        self.method = build_method(cfg, self.hp, ctx)
+        self.lr_scale = cfg.batch_size / 256  # linear scaling rule, as every method's paper
+        self.peak_lr = self.recipe.base_lr * self.lr_scale
+        try:
+            self.optimizer = build_optimizer(self.method, self.recipe, self.peak_lr, self.lr_scale,
+                                             capturable=cfg.cuda_graphs and self.device.type == "cuda")
+        except ValueError as error:
+            raise TrainingError(f"--hp: {error}") from error
+
+        self.data, self.batches = self.load_data()
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.schedules = Schedules.of(self.recipe, self.optimizer, self.steps_per_epoch, cfg.epochs)
+        self.total_steps = self.schedules.total_steps
+        self.stop_step = min(cfg.steps or self.total_steps, self.total_steps)
+        self.checkpoint_every = cfg.checkpoint_every or max(1, 10 * self.steps_per_epoch)
+        self.start_step = restore(self.run, self.method, self.optimizer, self.data) if cfg.resume else 0
+        self.last_checkpoint_step = self.start_step
+        self.flush_times: list[tuple[int, float]] = []
+
+        self.recipe_a, self.recipe_b = view_recipes(cfg.aug, cfg.method)
+        step_class = GraphedStep if cfg.cuda_graphs else EagerStep  # GraphedStep: GPU only (checked above)
+        self.step_fn = step_class(wrap_for_step(self.method, cfg, ctx), self.method, self.optimizer,
+                                  self.autocast_dtype, self.device, clip_grad=self.recipe.clip_grad,
+                                  on_gradients=self.on_gradients)
+        self.augment = PairAugment(self.recipe_a, self.recipe_b, cfg.resolution, cfg.seed, self.device)
+        if self.main:
+            self.write_run_folder()
+
+    def load_data(self):
+        cfg, ctx = self.cfg, self.ctx
+        options = dict(resolution=cfg.resolution, cache_dir=cfg.cache_dir, workers=cfg.workers,
+                       hf_cache_dir=cfg.hf_cache_dir)
+        if self.main:  # one process decodes; the others read its cache
+            data = load_dataset(cfg.data, cfg.config, progress=cfg.progress, **options)
+        distributed.barrier()
+        if not self.main:
+            data = load_dataset(cfg.data, cfg.config, progress=False, **options)
+        self.shards = cfg.shards or ctx.world_size
+        return data, PairBatches(data, cfg.batch_size, cfg.seed, self.device, shards=self.shards,
+                                 rank=ctx.rank, world_size=ctx.world_size)
+
+    def write_run_folder(self) -> None:
+        """config.json (new runs), env.json, metrics.jsonl cut back to the checkpoint: the first writes."""
+        if not self.cfg.resume or not self.run.config_path.exists():
+            self.run.prepare_new()
+            self.saved_config = self.resolved_config()
+            self.run.write_config(self.saved_config)
+        else:
+            self.saved_config = self.run.read_config()
+        self.run.write_env(device_name(self.device), self.ctx.world_size)
+        self.run.truncate_metrics(self.start_step)
+        self.metrics = MetricsLog(self.run, self.start_step)
+
+    def check_cuda_graphs(self) -> None:
+        module = method_module(self.cfg.method)
+        if self.device.type != "cuda" or self.ctx.world_size > 1:
+            raise TrainingError("--cuda-graphs: needs a single CUDA process (run without it on CPU or under torchrun)")
+        if not getattr(module.Method, "capturable", False):
+            raise TrainingError(f"--cuda-graphs: method {self.cfg.method} does not declare `capturable = True` "
+                                "(its forward syncs with the host or keeps Python state); run without it")
+        if self.recipe.weight_decay_end is not None and self.recipe.optimizer == "adamw":
+            raise TrainingError("--cuda-graphs: AdamW with a weight-decay schedule cannot be captured; run without it")
+        if self.on_gradients is not None:
+            raise TrainingError("--cuda-graphs: gradients cannot be inspected inside a captured step")
+
+    def resolved_config(self) -> dict:
+        cfg, s = self.cfg, self.schedules
+        fields = {k: v for k, v in cfg.to_json().items()
+                  if k not in ("backbone", "stem", "hp", "resume", "out", "progress", "workers")}
+        return json_ready({
+            **fields,
+            "format": CONFIG_FORMAT,
+            "backbone": {"name": cfg.backbone, "stem": cfg.stem, "image_size": cfg.resolution},
+            "hyperparameters": flat_fields(self.hp),
+            "hp_overrides": self.hp_overrides,
+            "augment": {"preset": cfg.aug, "view_a": dataclasses.asdict(self.recipe_a),
+                        "view_b": dataclasses.asdict(self.recipe_b)},
+            "dataset": self.data.summary(),
+            "schedule": {"steps_per_epoch": s.steps_per_epoch, "total_steps": s.total_steps,
+                         "warmup_steps": s.warmup_steps, "peak_lr": self.peak_lr, "lr_scale": self.lr_scale,
+                         "checkpoint_every": self.checkpoint_every},
+            "precision": self.precision,
+            "world_size": self.ctx.world_size,
+            "shards": self.shards,
+        })
+
+    # ----- per step ----------------------------------------------------------------------------
     def flush(self, pending: list) -> None:
         """Read the queued losses back, check them, log them."""
         if not pending:
@@ -292,7 +306,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "rng": rng_state(), "config": self.saved_config,
                 "eval_backbone": self.method.eval_backbone().state_dict(),
             }
-            save_checkpoint(self.run.last_checkpoint, payload)
+            save_checkpoint(self.run.last_checkpoint, payload, previous_step=self.last_checkpoint_step)
         self.last_checkpoint_step = step
 
     def save_epoch(self, step: int) -> None:
@@ -316,12 +330,12 @@ class Trainer:
         pending: list = []
         started = time.perf_counter()
         self.method.train()
+        failed = True
         try:
             for step in range(self.start_step, self.stop_step):
                 epoch = step // self.steps_per_epoch
-                lr = self.set_hyperparameters(step)
-                batch = self.batches.batch(step)
-                view_a, view_b = self.augment(batch.first, batch.second, step, batch.shard_sizes)
+                lr = self.schedules.apply(self.optimizer, step)
+                view_a, view_b = self.augment(self.batches.batch(step), step)
                 loss = self.step_fn(view_a, view_b, step)
                 self.method.update_targets((step + 1) / self.total_steps)
                 done = step + 1
@@ -336,10 +350,11 @@ class Trainer:
                     self.save(done)
                 if at_kept_epoch:
                     self.save_epoch(done)
+            failed = False
         finally:
             bar.close()
             if self.main:
-                self.metrics.close()
+                self.metrics.close(quiet=failed)  # a failure already on its way is the one reported
         elapsed = time.perf_counter() - started
         return self.summary(self.stop_step, elapsed)
 
@@ -351,23 +366,30 @@ class Trainer:
                 "device": device_name(self.device), "world_size": self.ctx.world_size}
 
 
+def one_writer_of(run_dir: str | Path):
+    """The run folder's lock, held by the main process (rank 0 under torchrun) only."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return nullcontext()
+    return one_writer(lock_inside(run_dir), run_dir, "run folder")
+
+
 def train(cfg: TrainConfig, on_gradients=None) -> dict:
     """Run (or, with cfg.resume, continue) a training run; returns a summary dict.
 
     `on_gradients(step, method)`, if given, is called after each backward (eager steps only): the
     DDP test reads gradients through it."""
+    RunDir(cfg.out).check_is_folder()
     if cfg.resume:
-        run = RunDir(cfg.out)
-        saved = fields_from_saved(run.read_config(), str(run.config_path))
-        cfg = TrainConfig(**{**saved, **{k: getattr(cfg, k) for k in RESUMABLE_CHANGES}})
+        cfg = resumed(cfg)
     cfg.check()
-    try:
-        ctx = distributed.setup(cfg.device)
-    except ValueError as error:
-        raise TrainingError(f"--device {cfg.device}: {error}") from error
-    try:
-        trainer = Trainer(cfg, ctx, on_gradients)
-        trainer.setup()
-        return trainer.run_steps()
-    finally:
-        distributed.teardown(ctx)
+    with one_writer_of(RunDir(cfg.out).path):
+        try:
+            ctx = distributed.setup(cfg.device)
+        except ValueError as error:
+            raise TrainingError(f"--device {cfg.device}: {error}") from error
+        try:
+            trainer = Trainer(cfg, ctx, on_gradients)
+            trainer.setup()
+            return trainer.run_steps()
+        finally:
+            distributed.teardown(ctx)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-OPTIMIZERS = ("lars", "sgd", "adamw")
+from training.recipe import Recipe
 
 
 class LARS(torch.optim.Optimizer):
@@ -60,23 +60,13 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def _field(hp, name: str, default):
-    """An optional hyperparameter (see the contract in training/methods/__init__.py)."""
-    value = getattr(hp, name, default)
-    return default if value is None else value
-
-
-def param_groups(model: nn.Module, hp, peak_lr: float, lr_scale: float) -> list[dict]:
+def param_groups(model: nn.Module, recipe: Recipe, peak_lr: float, lr_scale: float) -> list[dict]:
     """Trainable parameters split as the method's recipe needs, each group tagged with its peak lr,
     whether it follows the schedule, its weight decay and whether LARS adapts it.
 
     `peak_lr` is base_lr x lr_scale; `base_lr_biases` (if the recipe has it) is scaled alike."""
-    optimizer = hp.optimizer
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: '{optimizer}' is not one of {', '.join(OPTIMIZERS)}")
-    exclude = bool(_field(hp, "lars_exclude_bias_and_norm", True))
-    constant_modules = tuple(_field(hp, "constant_lr_modules", ()))
-    biases_lr = _field(hp, "base_lr_biases", None)
+    optimizer = recipe.optimizer
+    constant_modules = recipe.constant_lr_modules
     groups: dict[tuple[bool, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -85,11 +75,11 @@ def param_groups(model: nn.Module, hp, peak_lr: float, lr_scale: float) -> list[
         constant = any(name == m or name.startswith(m + ".") for m in constant_modules)
         group = groups.get((is_1d, constant))
         if group is None:
-            spared = is_1d and (optimizer == "adamw" or (optimizer == "lars" and exclude))
+            spared = is_1d and (optimizer == "adamw" or (optimizer == "lars" and recipe.lars_exclude_bias_and_norm))
             group = groups[(is_1d, constant)] = dict(
                 params=[], name=f"{'1d' if is_1d else 'weights'}{'-constant' if constant else ''}",
-                peak_lr=biases_lr * lr_scale if (is_1d and biases_lr is not None) else peak_lr,
-                constant_lr=constant, weight_decay=0.0 if spared else float(hp.weight_decay),
+                peak_lr=recipe.base_lr_biases * lr_scale if (is_1d and recipe.base_lr_biases is not None) else peak_lr,
+                constant_lr=constant, weight_decay=0.0 if spared else float(recipe.weight_decay),
                 lars=optimizer == "lars" and not spared)
         group["params"].append(p)
     for unused in [name for name in constant_modules
@@ -101,12 +91,12 @@ def param_groups(model: nn.Module, hp, peak_lr: float, lr_scale: float) -> list[
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, hp, peak_lr: float, lr_scale: float,
+def build_optimizer(model: nn.Module, recipe: Recipe, peak_lr: float, lr_scale: float,
                     capturable: bool = False) -> torch.optim.Optimizer:
-    """The optimizer of a method's recipe (hp.optimizer) over the trainable parameters of `model`."""
-    groups = param_groups(model, hp, peak_lr, lr_scale)
-    momentum = float(_field(hp, "momentum", 0.9))
-    if hp.optimizer in ("lars", "sgd"):
-        return LARS(groups, lr=peak_lr, momentum=momentum, eta=float(_field(hp, "lars_eta", 0.001)))
-    betas = tuple(_field(hp, "betas", (0.9, 0.999)))
-    return torch.optim.AdamW(groups, lr=peak_lr, betas=betas, foreach=True, capturable=capturable)
+    """The optimizer of a method's recipe over the trainable parameters of `model`."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"build_optimizer: expected a training.recipe.Recipe, got {type(recipe).__name__}")
+    groups = param_groups(model, recipe, peak_lr, lr_scale)
+    if recipe.optimizer in ("lars", "sgd"):
+        return LARS(groups, lr=peak_lr, momentum=recipe.momentum, eta=recipe.lars_eta)
+    return torch.optim.AdamW(groups, lr=peak_lr, betas=recipe.betas, foreach=True, capturable=capturable)

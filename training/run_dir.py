@@ -1,4 +1,5 @@
-"""The run directory (DESIGN.md "Fixed interfaces"): what a run leaves for evaluation and for people.
+"""The run directory (docs/ARCHITECTURE.md, "Fixed interfaces"): what a run leaves for evaluation
+and for people.
 
 RUN_DIR/
   config.json        every setting, resolved (backbone, resolution, method, data, config, epochs,
@@ -7,6 +8,11 @@ RUN_DIR/
   tensorboard/       the same scalars as TensorBoard events
   checkpoints/       last.pt (everything for an exact resume, plus "eval_backbone"), epoch-NNNN.pt
   env.json           device, torch/torchvision/python versions, host (and earlier starts)
+  .lock              held by the process writing the run (pair_manifest/locks.py)
+
+Whole files are replaced atomically (`pair_manifest.atomic.write_atomically`); metrics.jsonl is
+appended and fsynced at every flush, and cut back to the checkpoint's step on resume. A write the
+machine refuses (full disk, read-only file system) ends the run with one line naming the file.
 """
 from __future__ import annotations
 
@@ -18,16 +24,18 @@ import socket
 import sys
 from pathlib import Path
 
-from training.errors import TrainingError
+from pair_manifest.atomic import write_atomically
+from training.config import read_run_config
+from training.errors import TrainingError, write_failed
+
+AFTER_FAILED_WRITE = "the last checkpoint is intact: free space (or fix the folder) and continue with --resume"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def write_text(path: Path, text: str, what: str) -> None:
+    try:
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+    except OSError as error:
+        raise write_failed(path, error, what, AFTER_FAILED_WRITE) from None
 
 
 class RunDir:
@@ -40,25 +48,29 @@ class RunDir:
         self.tensorboard = self.path / "tensorboard"
         self.last_checkpoint = self.checkpoints / "last.pt"
 
-    def prepare_new(self) -> None:
-        """A new run needs an empty or missing folder: never mix two runs' files."""
+    def check_is_folder(self) -> None:
         if self.path.exists() and not self.path.is_dir():
-            raise TrainingError(f"--out {self.path}: is a file")
+            raise TrainingError(f"--out {self.path}: is a file, not a run folder; choose another --out")
+
+    def check_new(self) -> None:
+        """A new run needs an empty or missing folder: never mix two runs' files."""
+        self.check_is_folder()
         if self.config_path.exists():
             raise TrainingError(f"--out {self.path}: holds a run already (config.json); pass --resume to continue "
                                 "it or choose another --out")
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def prepare_new(self) -> None:
+        self.check_new()
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise write_failed(self.checkpoints, error, "the run folder", "nothing was written") from None
 
     def read_config(self) -> dict:
-        if not self.config_path.is_file():
-            raise TrainingError(f"--resume: {self.config_path} does not exist; nothing to resume")
-        try:
-            return json.loads(self.config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise TrainingError(f"--resume: {self.config_path} is not valid JSON ({error})") from error
+        return read_run_config(self.config_path)
 
     def write_config(self, config: dict) -> None:
-        atomic_write_text(self.config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_text(self.config_path, json.dumps(config, indent=2, sort_keys=True) + "\n", "config.json")
 
     def write_env(self, device_name: str, world_size: int) -> None:
         import torch
@@ -82,23 +94,23 @@ class RunDir:
             try:
                 old = json.loads(self.env_path.read_text())
                 previous = old.pop("previous", []) + [old]
-            except json.JSONDecodeError:
-                previous = []
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
+                previous = []  # a damaged env.json is replaced, not trusted
         env["previous"] = previous  # one entry per earlier (re)start of this run
-        atomic_write_text(self.env_path, json.dumps(env, indent=2) + "\n")
+        write_text(self.env_path, json.dumps(env, indent=2) + "\n", "env.json")
 
     def truncate_metrics(self, last_step: int) -> None:
         """On resume: drop lines logged after the checkpoint (the resumed run logs those steps again)."""
         if not self.metrics_path.is_file():
             return
         kept = []
-        for line in self.metrics_path.read_text().splitlines():
+        for line in self.metrics_path.read_text(errors="replace").splitlines():
             try:
                 if json.loads(line)["step"] <= last_step:
                     kept.append(line)
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a line cut short by the kill
-        atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+        write_text(self.metrics_path, "".join(f"{line}\n" for line in kept), "metrics.jsonl")
 
 
 class MetricsLog:
@@ -107,9 +119,14 @@ class MetricsLog:
     def __init__(self, run_dir: RunDir, start_step: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.file = open(run_dir.metrics_path, "a", encoding="utf-8")
-        # purge_step: events after the checkpoint (logged before a kill) are discarded on resume
-        self.tensorboard = SummaryWriter(str(run_dir.tensorboard), purge_step=start_step + 1 if start_step else None)
+        self.path = run_dir.metrics_path
+        try:
+            self.file = open(self.path, "a", encoding="utf-8")
+            # purge_step: events after the checkpoint (logged before a kill) are discarded on resume
+            self.tensorboard = SummaryWriter(str(run_dir.tensorboard),
+                                             purge_step=start_step + 1 if start_step else None)
+        except OSError as error:
+            raise write_failed(run_dir.path, error, "the metrics log", AFTER_FAILED_WRITE) from None
 
     def log(self, record: dict) -> None:
         self.file.write(json.dumps(record) + "\n")
@@ -119,11 +136,24 @@ class MetricsLog:
                 self.tensorboard.add_scalar(f"train/{key}", record[key], step)
 
     def flush(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.tensorboard.flush()
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.tensorboard.flush()
+        except OSError as error:
+            raise write_failed(self.path, error, "metrics", AFTER_FAILED_WRITE) from None
 
-    def close(self) -> None:
-        self.flush()
-        self.file.close()
-        self.tensorboard.close()
+    def close(self, quiet: bool = False) -> None:
+        """Flush and close; with `quiet` (the run is already failing) a second failure is dropped."""
+        try:
+            self.flush()
+        except TrainingError:
+            if not quiet:
+                raise
+        finally:
+            for closing in (self.file.close, self.tensorboard.close):
+                try:
+                    closing()
+                except OSError as error:
+                    if not quiet:
+                        raise write_failed(self.path, error, "metrics", AFTER_FAILED_WRITE) from None

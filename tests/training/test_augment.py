@@ -11,6 +11,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from training import augment as A
+from training.data.batches import Batch
 
 
 def _real_images(sample_images, n=8, size=32) -> torch.Tensor:
@@ -185,13 +186,14 @@ def test_presets_switch_exactly_the_papers_ops():
 def test_pair_augment_is_a_function_of_seed_step_and_shard(sample_images):
     images = _real_images(sample_images)
     augment = A.PairAugment(A.PAPER, A.PAPER, 32, seed=5, device=torch.device("cpu"))
-    a1, b1 = augment(images, images, step=3, shard_sizes=[(0, 4), (1, 4)])
-    a2, b2 = augment(images, images, step=3, shard_sizes=[(0, 4), (1, 4)])
+    both = Batch(images, images, torch.arange(8), [(0, 4), (1, 4)])
+    a1, b1 = augment(both, step=3)
+    a2, b2 = augment(both, step=3)
     assert torch.equal(a1, a2) and torch.equal(b1, b2)
     assert not torch.allclose(a1, b1)  # the two views of a row differ
-    a3, _ = augment(images, images, step=4, shard_sizes=[(0, 4), (1, 4)])
+    a3, _ = augment(both, step=4)
     assert not torch.allclose(a1, a3)
     # shard 1's half is what a process holding only shard 1 draws (DDP and one process agree)
-    a_half, _ = augment(images[4:], images[4:], step=3, shard_sizes=[(1, 4)])
+    a_half, _ = augment(Batch(images[4:], images[4:], torch.arange(4), [(1, 4)]), step=3)
     assert torch.allclose(a_half, a1[4:])
     assert a1.is_contiguous(memory_format=torch.channels_last)

@@ -21,9 +21,9 @@ METHODS = ("simclr", "byol")
 def _config(method: str, out: Path, repo: str, cache: str):
     from training.config import TrainConfig
 
-    hp = {"warmup_epochs": "0"}
+    hp = {"warmup_epochs": 0}
     if method == "byol":
-        hp.update(projection_hidden="128", prediction_hidden="128")
+        hp.update(projection_hidden=128, prediction_hidden=128)
     return TrainConfig(data=repo, config="sp", method=method, out=str(out), epochs=100, batch_size=32, resolution=32,
                        backbone="vit_tiny8", steps=STEPS, log_every=1, shards=2, hp=hp, cache_dir=f"{cache}/decoded",
                        hf_cache_dir=f"{cache}/hf", progress=False)

@@ -27,7 +27,7 @@ def test_brief_simclr_pretraining_beats_the_random_initialisation(sample_repo, t
     pretrained = tmp_path / "simclr"
     train(TrainConfig(
         data=str(sample_repo), config="ap", method="simclr", out=str(pretrained), resolution=32,
-        backbone="vit_tiny8", batch_size=128, epochs=58, seed=0, hp={"warmup_epochs": "0", "base_lr": "2.4"},
+        backbone="vit_tiny8", batch_size=128, epochs=58, seed=0, hp={"warmup_epochs": 0, "base_lr": 2.4},
         cache_dir=str(training_cache / "decoded"), hf_cache_dir=str(training_cache / "hf"), workers=1,
         progress=False,
     ))

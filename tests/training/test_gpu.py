@@ -23,7 +23,7 @@ def _config(sample_repo, training_cache, out, method, **overrides):
     options = dict(data=str(sample_repo), config="sp", method=method, out=str(out), epochs=100, batch_size=32,
                    resolution=32, backbone="resnet18", steps=6, log_every=1, device="cuda",
                    cache_dir=str(training_cache / "decoded"), hf_cache_dir=str(training_cache / "hf"), progress=False,
-                   hp={"warmup_epochs": "0"})
+                   hp={"warmup_epochs": 0})
     options.update(overrides)
     return TrainConfig(**options)
 

@@ -25,7 +25,7 @@ from training.methods import method_module
 
 R = 32
 SMALL = dict(resolution=R, backbone="vit_tiny8", batch_size=32, epochs=100)  # 10 steps per epoch here
-BYOL_HEADS = {"projection_hidden": "256", "prediction_hidden": "256"}  # full 4096-wide heads: unit tests
+BYOL_HEADS = {"projection_hidden": 256, "prediction_hidden": 256}  # full 4096-wide heads: unit tests
 
 
 def _config(sample_repo, training_cache, out, method, **overrides) -> TrainConfig:
@@ -55,7 +55,7 @@ def trained(sample_repo, training_cache, tmp_path_factory):
         out = tmp_path_factory.mktemp("runs") / method
         torch.set_num_threads(1)
         summary = train(_config(sample_repo, training_cache, out, method, steps=30, log_every=10,
-                                hp={"warmup_epochs": "0", **hp}, keep_epochs=(2,)))
+                                hp={"warmup_epochs": 0, **hp}, keep_epochs=(2,)))
         runs[method] = (out, summary)
     return runs
 

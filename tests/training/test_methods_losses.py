@@ -310,5 +310,6 @@ def test_dino_uses_the_recipe_published_for_the_backbone():
 
     resnet = build_hyperparameters(dino, {}, backbone="resnet50")
     vit = build_hyperparameters(dino, {"base_lr": 1e-3}, backbone="vit_s8")
-    assert (resnet.optimizer, resnet.base_lr, resnet.weight_decay_end) == ("sgd", 0.03, 1e-4)
-    assert (vit.optimizer, vit.base_lr, vit.weight_decay, vit.weight_decay_end) == ("adamw", 1e-3, 0.04, 0.4)
+    assert (resnet.recipe.optimizer, resnet.recipe.base_lr, resnet.recipe.weight_decay_end) == ("sgd", 0.03, 1e-4)
+    assert (vit.recipe.optimizer, vit.recipe.base_lr, vit.recipe.weight_decay, vit.recipe.weight_decay_end) == \
+        ("adamw", 1e-3, 0.04, 0.4)

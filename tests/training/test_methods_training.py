@@ -15,6 +15,7 @@ from torch import nn
 
 from training.backbones import BackboneSpec, build_backbone
 from training.ema import cosine_momentum
+from training.loop import Schedules
 
 SIZE = 32
 # Small widths so a step takes milliseconds on a CPU; every other value is the paper's default.
@@ -169,8 +170,11 @@ def test_dino_schedules_follow_training_progress():
     assert method.teacher_temp.item() == pytest.approx(0.07)
     assert cosine_momentum(hp.teacher_momentum, 0.0) == pytest.approx(0.996)
     assert cosine_momentum(hp.teacher_momentum, 1.0) == pytest.approx(1.0)
-    assert hp.weight_decay_at(0.0) == pytest.approx(0.04) and hp.weight_decay_at(1.0) == pytest.approx(0.4)
-    assert hp.weight_decay_at(0.5) == pytest.approx(0.22)
+    # the loop's weight-decay schedule (training/loop.py Schedules) over DINO's recipe
+    decay = Schedules(1, 101, 0, [], (hp.recipe.weight_decay, hp.recipe.weight_decay_end))
+    assert (decay.weight_decay_factor(0) * 0.04 == pytest.approx(0.04)
+            and decay.weight_decay_factor(100) * 0.04 == pytest.approx(0.4))
+    assert decay.weight_decay_factor(50) * 0.04 == pytest.approx(0.22)
     # At the end the momentum is 1: the teacher no longer moves.
     with torch.no_grad():
         for p in method.head.parameters():

@@ -13,6 +13,7 @@ from training.backbones import BackboneSpec, build_backbone
 from training.ema import cosine_momentum, ema_update_
 from training.methods import byol, simclr
 from training.optim import LARS, build_optimizer
+from training.recipe import with_overrides
 from training.schedule import WarmupCosine
 from training.step import clip_per_parameter_
 
@@ -131,8 +132,8 @@ def test_simclr_head_matches_the_official_layout_and_evaluates_the_backbone():
 def test_lars_step_matches_the_formula_and_spares_biases_and_norms():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
-    hp = simclr.Hyperparameters(weight_decay=0.1)
-    optimizer = build_optimizer(model, hp, peak_lr=0.5, lr_scale=1.0)
+    hp = with_overrides(simclr.Hyperparameters(), weight_decay=0.1)
+    optimizer = build_optimizer(model, hp.recipe, peak_lr=0.5, lr_scale=1.0)
     names = {g["name"]: g for g in optimizer.param_groups}
     assert names["weights"]["lars"] and names["weights"]["weight_decay"] == 0.1
     assert not names["1d"]["lars"] and names["1d"]["weight_decay"] == 0.0
@@ -158,16 +159,15 @@ def test_lars_step_matches_the_formula_and_spares_biases_and_norms():
 
 def test_sgd_decays_every_tensor_and_lars_can_adapt_biases_when_asked():
     model = nn.Linear(3, 2)
-    sgd = build_optimizer(model, simclr.Hyperparameters(optimizer="sgd", weight_decay=1e-4), 0.1, 1.0)
+    sgd = build_optimizer(model, with_overrides(simclr.Hyperparameters(), optimizer="sgd", weight_decay=1e-4).recipe,
+                          0.1, 1.0)
     assert [g["weight_decay"] for g in sgd.param_groups] == [1e-4, 1e-4] and not any(g["lars"] for g in sgd.param_groups)
 
-    class AdaptAll(simclr.Hyperparameters):
-        lars_exclude_bias_and_norm = False
-
-    lars = build_optimizer(model, AdaptAll(), 0.1, 1.0)
+    adapt_all = with_overrides(simclr.Hyperparameters(), lars_exclude_bias_and_norm=False)
+    lars = build_optimizer(model, adapt_all.recipe, 0.1, 1.0)
     assert all(g["lars"] for g in lars.param_groups)
     with pytest.raises(ValueError, match="optimizer"):
-        build_optimizer(model, simclr.Hyperparameters(optimizer="adam"), 0.1, 1.0)
+        build_optimizer(model, with_overrides(simclr.Hyperparameters(), optimizer="adam").recipe, 0.1, 1.0)
     assert isinstance(sgd, LARS)
 
 

@@ -46,15 +46,22 @@ class Source:
         return f"{self.location} (config {self.config})"
 
 
+def config_problem(config) -> str | None:
+    """Why `config` cannot be trained on (None: it can), without looking at any data."""
+    if not config or not isinstance(config, str):
+        return f"missing; one of {CONFIG_HELP}"
+    if config.endswith("_manifest"):
+        return "a manifest config holds ids and hashes, no pixels; train on sp or ap"
+    if not (PAIR_CONFIG.fullmatch(config) or IMAGE_CONFIG.fullmatch(config) or config == FOLDER_CONFIG):
+        return f"not a training config; use one of {CONFIG_HELP}"
+    return None
+
+
 def resolve_source(repo_or_dir: str, config: str) -> Source:
     """Check the two options and say what they mean; every refusal names the option."""
-    if not config or not isinstance(config, str):
-        raise TrainingError(f"--config: missing; one of {CONFIG_HELP}")
-    if config.endswith("_manifest"):
-        raise TrainingError(f"--config {config}: a manifest config holds ids and hashes, no pixels; "
-                            "train on sp or ap")
-    if not (PAIR_CONFIG.fullmatch(config) or IMAGE_CONFIG.fullmatch(config) or config == FOLDER_CONFIG):
-        raise TrainingError(f"--config {config}: not a training config; use one of {CONFIG_HELP}")
+    problem = config_problem(config)
+    if problem:
+        raise TrainingError(f"--config {config}: {problem}")
     pairs = bool(PAIR_CONFIG.fullmatch(config))
     path = Path(repo_or_dir).expanduser()
     if path.exists():

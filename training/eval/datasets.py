@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pair_manifest.protocol import EVAL_DATASETS
 from training.eval.errors import EvalError
 from training.eval.images import decode_rgb, is_image_file
 
@@ -35,6 +36,8 @@ KNOWN_DATASETS = {
     "cifar100": HubSpec("uoft-cs/cifar100", "img", "fine_label"),
     "stl10": HubSpec("tanganke/stl10", "image", "label"),
 }
+if set(KNOWN_DATASETS) != set(EVAL_DATASETS):
+    raise ImportError(f"training.eval.datasets knows {sorted(KNOWN_DATASETS)}, the protocol names {EVAL_DATASETS}")
 IMAGE_COLUMNS = ("img", "image")
 LABEL_COLUMNS = ("label", "fine_label", "labels")
 SPLITS = ("train", "test")

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import importlib
 
-METHODS = ("simclr", "byol", "dino", "vicreg", "mocov2", "simsiam", "barlow_twins", "swav")
+from pair_manifest.protocol import METHODS
 
 
 def method_module(name: str):

@@ -19,6 +19,7 @@ from torch import nn
 
 from training.distributed import gather_with_grad
 from training.precision import float32_loss
+from training.recipe import Recipe, require_non_negative, require_positive, require_widths
 from training.views import check_views
 
 
@@ -38,23 +39,15 @@ class Hyperparameters:
     # rate 0.2 for weights and 0.0048 for biases and BN parameters, both multiplied by batch/256,
     # weight decay 1.5e-6 (paper; main.py's default is 1e-6), 10 warm-up epochs then cosine decay
     # to 0.001 x the peak (adjust_learning_rate: end_lr = base_lr * 0.001).
-    optimizer: str = "lars"
-    base_lr: float = 0.2
-    base_lr_biases: float = 0.0048  # for every 1-D parameter (biases, BatchNorm weights and biases)
-    weight_decay: float = 1.5e-6
-    warmup_epochs: int = 10
-    momentum: float = 0.9
-    lars_eta: float = 0.001
-    lars_exclude_bias_and_norm: bool = True
-    final_lr_ratio: float = 0.001
+    # base_lr_biases: for every 1-D parameter (biases, BatchNorm weights and biases).
+    recipe: Recipe = Recipe(optimizer="lars", base_lr=0.2, base_lr_biases=0.0048, weight_decay=1.5e-6,
+                            warmup_epochs=10, momentum=0.9, lars_eta=0.001, lars_exclude_bias_and_norm=True,
+                            final_lr_ratio=0.001)
 
     def __post_init__(self):
-        if self.lambd < 0:
-            raise ValueError(f"lambd: must be >= 0, got {self.lambd}")
-        if self.bn_eps <= 0:
-            raise ValueError(f"bn_eps: must be > 0, got {self.bn_eps}")
-        if not self.projector or any(int(w) <= 0 for w in self.projector):
-            raise ValueError(f"projector: needs one or more positive widths, got {self.projector}")
+        require_non_negative(self, "lambd")
+        require_positive(self, "bn_eps")
+        require_widths(self, "projector")
 
 
 @float32_loss

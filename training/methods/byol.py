@@ -19,6 +19,7 @@ from torch import nn
 
 from training.ema import cosine_momentum, ema_update_
 from training.precision import float32_loss
+from training.recipe import Recipe, require_count, require_fraction
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,11 @@ class Hyperparameters:
     base_momentum: float = 0.996
     # LARS, lr = 0.2 x BatchSize/256, weight decay 1.5e-6, biases and BN excluded from both,
     # 10 warmup epochs then cosine decay (§3.3 "Optimization").
-    optimizer: str = "lars"
-    base_lr: float = 0.2
-    weight_decay: float = 1.5e-6
-    warmup_epochs: int = 10
-    momentum: float = 0.9
+    recipe: Recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_epochs=10, momentum=0.9)
+
+    def __post_init__(self):
+        require_count(self, "projection_hidden", "projection_dim", "prediction_hidden")
+        require_fraction(self, "base_momentum")
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

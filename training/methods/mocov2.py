@@ -32,6 +32,7 @@ from torch import nn
 from training.distributed import gather_with_grad, world_size
 from training.ema import ema_update_
 from training.precision import float32_loss
+from training.recipe import MAX_QUEUE, Recipe, require_count, require_fraction, require_positive
 from training.views import check_views
 
 
@@ -53,23 +54,15 @@ class Hyperparameters:
     # Optimizer: the MoCo v2 note and README: SGD, momentum 0.9, lr 0.03 at batch 256 (--lr 0.03
     # --batch-size 256, scaled linearly with the batch), weight decay 1e-4, cosine decay to 0
     # (--cos), no warm-up, 200 epochs.
-    optimizer: str = "sgd"
-    base_lr: float = 0.03
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 0
-    momentum: float = 0.9
-    final_lr_ratio: float = 0.0
+    recipe: Recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_epochs=0, momentum=0.9,
+                            final_lr_ratio=0.0)
 
     def __post_init__(self):
-        if self.temperature <= 0:
-            raise ValueError(f"temperature: must be > 0, got {self.temperature}")
-        if not 0.0 <= self.momentum_ema <= 1.0:
-            raise ValueError(f"momentum_ema: must be in [0, 1], got {self.momentum_ema}")
-        if self.queue_size <= 0 or self.dim <= 0 or self.head_hidden < 0 or self.shuffle_bn_splits < 1:
-            raise ValueError(
-                f"queue_size and dim must be > 0, head_hidden >= 0, shuffle_bn_splits >= 1; got "
-                f"{self.queue_size}, {self.dim}, {self.head_hidden}, {self.shuffle_bn_splits}"
-            )
+        require_positive(self, "temperature")
+        require_fraction(self, "momentum_ema")
+        require_count(self, "queue_size", maximum=MAX_QUEUE)
+        require_count(self, "dim", "shuffle_bn_splits")
+        require_count(self, "head_hidden", minimum=0)
 
 
 @float32_loss

@@ -15,6 +15,7 @@ from torch import nn
 
 from training.distributed import gather_with_grad
 from training.precision import float32_loss
+from training.recipe import Recipe, require_count, require_positive
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,12 @@ class Hyperparameters:
     projection_dim: int = 128
     # Optimizer (§B.6 and Appendix B.9): LARS, lr = 0.3 x BatchSize/256, weight decay 1e-6,
     # momentum 0.9, 10 warmup epochs then cosine decay without restarts.
-    optimizer: str = "lars"
-    base_lr: float = 0.3
-    weight_decay: float = 1e-6
-    warmup_epochs: int = 10
-    momentum: float = 0.9
+    recipe: Recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, warmup_epochs=10, momentum=0.9)
+
+    def __post_init__(self):
+        require_positive(self, "temperature")
+        require_count(self, "projection_hidden", optional=True)
+        require_count(self, "projection_dim")
 
 
 @float32_loss

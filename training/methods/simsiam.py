@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.precision import float32_loss
+from training.recipe import Recipe, require_count
 from training.views import check_views
 
 
@@ -37,20 +38,12 @@ class Hyperparameters:
     # The predictor's learning rate is not decayed: paper Table 1 ("lr not decayed", 68.1% vs
     # 67.7%) and the official README's recipe `--fix-pred-lr`; the loop keeps the parameters whose
     # names start with one of `constant_lr_modules` at the peak learning rate.
-    optimizer: str = "sgd"
-    base_lr: float = 0.05
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 0
-    momentum: float = 0.9
-    final_lr_ratio: float = 0.0
-    constant_lr_modules: tuple[str, ...] = ("predictor",)
+    recipe: Recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-4, warmup_epochs=0, momentum=0.9,
+                            final_lr_ratio=0.0, constant_lr_modules=("predictor",))
 
     def __post_init__(self):
-        if self.projector_hidden < 0 or self.projector_dim <= 0 or self.predictor_hidden <= 0:
-            raise ValueError(
-                f"projector_hidden (>= 0), projector_dim and predictor_hidden (> 0) must be widths, "
-                f"got {self.projector_hidden}, {self.projector_dim}, {self.predictor_hidden}"
-            )
+        require_count(self, "projector_hidden", minimum=0)
+        require_count(self, "projector_dim", "predictor_hidden")
 
 
 @float32_loss

@@ -31,6 +31,7 @@ from torch import nn
 
 from training.distributed import is_distributed, world_size
 from training.precision import float32_loss
+from training.recipe import MAX_QUEUE, Recipe, require_count, require_fraction, require_positive
 from training.views import check_views
 
 
@@ -57,26 +58,15 @@ class Hyperparameters:
     # clip=False, applied to every parameter, biases and BN included, and so is the weight decay),
     # lr 0.6 at batch 256 (--base_lr 0.6), cosine to 0.0006 (--final_lr), no warm-up
     # (--warmup_epochs 0), weight decay 1e-6 (--wd 0.000001).
-    optimizer: str = "lars"
-    base_lr: float = 0.6
-    weight_decay: float = 1e-6
-    warmup_epochs: int = 0
-    momentum: float = 0.9
-    lars_eta: float = 0.001
-    lars_exclude_bias_and_norm: bool = False
-    final_lr_ratio: float = 0.001
+    recipe: Recipe = Recipe(optimizer="lars", base_lr=0.6, weight_decay=1e-6, warmup_epochs=0, momentum=0.9,
+                            lars_eta=0.001, lars_exclude_bias_and_norm=False, final_lr_ratio=0.001)
 
     def __post_init__(self):
-        for name in ("epsilon", "temperature"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
-        if self.sinkhorn_iterations < 1:
-            raise ValueError(f"sinkhorn_iterations: must be >= 1, got {self.sinkhorn_iterations}")
-        if min(self.projector_hidden, self.projector_dim, self.prototypes) <= 0 or self.queue_length < 0:
-            raise ValueError("projector_hidden, projector_dim, prototypes must be > 0 and queue_length >= 0")
-        for name in ("queue_start", "freeze_prototypes"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: a fraction of training in [0, 1], got {getattr(self, name)}")
+        require_positive(self, "epsilon", "temperature")
+        require_count(self, "sinkhorn_iterations", maximum=1000)
+        require_count(self, "projector_hidden", "projector_dim", "prototypes")
+        require_count(self, "queue_length", minimum=0, maximum=MAX_QUEUE)
+        require_fraction(self, "queue_start", "freeze_prototypes")
 
 
 def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:

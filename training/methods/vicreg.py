@@ -21,6 +21,7 @@ from torch import nn
 
 from training.distributed import gather_with_grad, is_distributed
 from training.precision import float32_loss
+from training.recipe import Recipe, require_non_negative, require_positive, require_widths
 from training.views import check_views
 
 
@@ -42,23 +43,13 @@ class Hyperparameters:
     # scaled by batch/256 (`--base-lr 0.2`, lr = base_lr * batch_size / 256), weight decay 1e-6
     # (`--wd 1e-6`), 10 warm-up epochs then cosine decay to 0.001 x the peak
     # (adjust_learning_rate: end_lr = base_lr * 0.001).
-    optimizer: str = "lars"
-    base_lr: float = 0.2
-    weight_decay: float = 1e-6
-    warmup_epochs: int = 10
-    momentum: float = 0.9
-    lars_eta: float = 0.001
-    lars_exclude_bias_and_norm: bool = True
-    final_lr_ratio: float = 0.001
+    recipe: Recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1e-6, warmup_epochs=10, momentum=0.9,
+                            lars_eta=0.001, lars_exclude_bias_and_norm=True, final_lr_ratio=0.001)
 
     def __post_init__(self):
-        for name in ("sim_coeff", "std_coeff", "cov_coeff"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.variance_eps <= 0:
-            raise ValueError(f"variance_eps: must be > 0, got {self.variance_eps}")
-        if not self.projector or any(int(w) <= 0 for w in self.projector):
-            raise ValueError(f"projector: needs one or more positive widths, got {self.projector}")
+        require_non_negative(self, "sim_coeff", "std_coeff", "cov_coeff")
+        require_positive(self, "variance_eps")
+        require_widths(self, "projector")
 
 
 def _off_diagonal(m: torch.Tensor) -> torch.Tensor:

@@ -11,11 +11,12 @@ the same run (Table 1's 200-epoch SimCLR is Table 5's 157-image SimCLR) share it
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from pair_manifest.protocol import BACKBONE, EPOCHS, PAIRS_PER_CLASS, SUBSETS
 from training.eval.errors import EvalError
 
 HERE = Path(__file__).resolve().parent
@@ -24,7 +25,6 @@ PAPER_NUMBERS = HERE / "paper_numbers.yaml"
 RUN_FIELDS = ("method", "config", "epochs", "aug", "backbone", "subset", "hp")
 EVAL_KINDS = ("linear", "knn", "finetune", "detection")
 VALUES = ("classes", "samples", "train_hours")
-SUBSETS = (50, 100, 157)
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,10 @@ class RunSpec:
 
     method: str = "simclr"
     config: str = "sp"  # sp | ap | tiny_imagenet (the subset picks sp_50, sp_100, ...)
-    epochs: int = 200
+    epochs: int = EPOCHS
     aug: str = "paper"
-    backbone: str = "resnet50"
-    subset: int = 157  # pairs (images) per class
+    backbone: str = BACKBONE
+    subset: int = PAIRS_PER_CLASS  # pairs (images) per class
     hp: tuple = ()  # sorted (field, value) overrides of the method's hyperparameters
 
     @property
@@ -46,7 +46,7 @@ class RunSpec:
     @property
     def data_config(self) -> str:
         """The release config to train on: sp/ap with the subset suffix, or tiny_imagenet."""
-        if self.config in ("sp", "ap") and self.subset != 157:
+        if self.config in ("sp", "ap") and self.subset != PAIRS_PER_CLASS:
             return f"{self.config}_{self.subset}"
         return self.config
 
@@ -169,6 +169,3 @@ def load_experiment(name: str, experiments_dir: Path = EXPERIMENTS, paper_path: 
         cells=cells, differences=list(spec.get("differences") or []), paper_rows=paper,
     )
 
-
-def with_run_overrides(cell: Cell, **fields) -> Cell:
-    return replace(cell, run=replace(cell.run, **fields))

@@ -28,6 +28,9 @@ class Reproduction:
         self.smoke = smoke
         self.runs = Path(runs or ("runs/smoke" if smoke else "runs"))
         self.out = Path(out or ("results/smoke" if smoke else "results"))
+        for option, folder in (("--runs", self.runs), ("--out", self.out)):
+            if folder.exists() and not folder.is_dir():
+                raise EvalError(f"{option} {folder}: is a file, not a folder; choose another {option}")
         self.device = device or ("cpu" if smoke else "auto")
         self.only = only
         self.data, self.tiny_imagenet, self.voc = data, tiny_imagenet, voc

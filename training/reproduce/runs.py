@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pair_manifest.protocol import BATCH_SIZE, RESOLUTION
 from training.eval.errors import EvalError
 from training.reproduce.experiments import RunSpec
 
@@ -24,8 +25,8 @@ class TrainSettings:
     data: str | None  # SP/AP release (Hub id or folder)
     tiny_imagenet: str | None  # folder with train/<wnid>/ (or a Hub id) for Table 2
     device: str = "auto"
-    resolution: int = 64  # paper §4
-    batch_size: int = 256  # paper §4
+    resolution: int = RESOLUTION  # paper §4
+    batch_size: int = BATCH_SIZE  # paper §4
     steps: int | None = None  # smoke: stop after this many steps
     hp: dict | None = None  # method -> {field: value} overrides (smoke: narrow heads)
     workers: int | None = None
@@ -99,8 +100,8 @@ def train_run(folder: Path, spec: RunSpec, settings: TrainSettings) -> dict:
         raise EvalError(f"run {spec.name} is missing from {folder.parent} and must be trained: pass {need}")
     resume = folder.joinpath("config.json").is_file()
     overrides = {**((settings.hp or {}).get(spec.method) or {}), **spec.hp_dict}  # the experiment's win
-    hp = {key: ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-          for key, value in overrides.items()}
+    hp = [f"{key}={','.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
+          for key, value in overrides.items()]  # KEY=VALUE, as on the command line: YAML's 1e-4 is a string
     config = TrainConfig(
         data=data, config=spec.data_config, method=spec.method, out=str(folder), epochs=spec.epochs,
         batch_size=settings.batch_size, resolution=settings.resolution, aug=spec.aug, backbone=spec.backbone,
