@@ -19,10 +19,9 @@ repeated to `--rows` rows so an epoch holds many batches.
         [--batch-size 256] [--resolution 64] [--backbone resnet50] [--stem imagenet|small|both]
         [--modes best|eager|graphs|compile,...] [--reference-steps 20] [--workers N]
 
-Sized for one short call on an H100/H200 (all 8 methods, ImageNet stem, defaults: per method about
-60 steps of ours, 30 of the reference, one model build and one graph capture; estimated at a few
-minutes, not yet timed on a GPU). Prints the device, torch version, date and a Markdown table.
-Figures taken on a shared CPU machine are provisional.
+The defaults suit one GPU (all 8 methods, ImageNet stem: per method about 60 steps of ours, 30 of
+the reference, one model build and one graph capture). Prints the device, torch version, date and a
+Markdown table; figures taken on a shared CPU machine are provisional.
 """
 from __future__ import annotations
 
@@ -39,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SAMPLE = REPO / "sample_data" / "imagenet" / "train"
-ALL_METHODS = ("simclr", "byol", "dino", "vicreg", "mocov2", "simsiam", "barlow_twins", "swav")
+from pair_manifest.protocol import METHODS as ALL_METHODS  # noqa: E402 - after the sys.path line
 
 
 def write_bench_repo(out: Path, rows: int, min_side: int = 200) -> Path:
@@ -143,9 +142,9 @@ def measure_reference(args, method: str, stem: str) -> dict:
     backbone, width = build_backbone(BackboneSpec(args.backbone, stem, args.resolution))
     model = module.Method(backbone, width, hp).to(device, memory_format=torch.channels_last).train()
     lr_scale = args.batch_size / 256
-    optimizer = build_optimizer(model, hp, hp.base_lr * lr_scale, lr_scale)
+    optimizer = build_optimizer(model, hp.recipe, hp.recipe.base_lr * lr_scale, lr_scale)
     step = EagerStep(model, model, optimizer, torch.bfloat16 if device.type == "cuda" else None, device,
-                     clip_grad=float(getattr(hp, "clip_grad", 0.0) or 0.0))
+                     clip_grad=hp.recipe.clip_grad)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
     total = args.warmup + args.reference_steps
     started = None

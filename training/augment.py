@@ -5,12 +5,12 @@ whole batch (every image cropped, flipped and jittered alike), which would make 
 batch share their augmentation and weaken every method. Here every parameter is drawn per sample,
 and the work is a handful of batched kernels:
 
-- geometry: random resized crop, rotation and horizontal flip are one affine map per sample
-  (output -> flip -> rotate -> crop box in the source), applied by a single `F.grid_sample`
-  (bilinear). Where torchvision's sequential pipeline fills the corners of a rotated crop with
-  black (fill=0), the folded map reads the real pixels around the crop, and beyond the image's
-  edge it repeats the edge pixels (border padding): a crop box may end exactly at the edge, where
-  the last half pixel would otherwise blend in black. Same distribution of crops, angles and flips;
+- geometry (training/crop.py): random resized crop of the whole photo, rotation and horizontal
+  flip are one affine map per sample (output -> flip -> rotate -> crop box in the photo), read by
+  one bilinear gather from the uint8 cache. Where torchvision's sequential pipeline fills the
+  corners of a rotated crop with black (fill=0), the folded map reads the real pixels around the
+  crop, and beyond the photo's edge it repeats the edge pixels (border padding). Same distribution
+  of crops (relative to the photo), angles and flips;
 - colour jitter: torchvision's ColorJitter per sample, exactly (same formulas, a random order of
   the four ops per sample, a clamp to [0, 1] after each). Brightness, contrast and saturation are
   per-sample 3x3 colour matrices (plus an offset for contrast) applied by one batched matmul per
@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 
 from pair_manifest.protocol import AUGMENTATIONS
+from training.crop import affine_theta, sample_boxes, sample_views
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision.transforms.functional.rgb_to_grayscale
-CROP_TRIES = 10  # torchvision RandomResizedCrop.get_params
 _CONSTANTS: dict[tuple, torch.Tensor] = {}
 
 
@@ -137,29 +137,17 @@ def seed_for(*numbers: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-def sample_params(n: int, recipe: ViewRecipe, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random parameters of n views, drawn on the generator's device. Every draw happens whatever the
-    recipe (a disabled op draws and ignores), so the stream of random numbers is fixed per call."""
+def sample_params(n: int, recipe: ViewRecipe, generator: torch.Generator,
+                  aspect: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Random parameters of n views, drawn on the generator's device; `aspect` (n,) is each photo's
+    width / height (the crop follows torchvision's sampler on the photo). Every draw happens whatever
+    the recipe (a disabled op draws and ignores), so the stream of random numbers is fixed per call."""
     device = generator.device
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
         return low + (high - low) * torch.rand(*shape, generator=generator, device=device)
 
-    # Random resized crop (torchvision's algorithm, in fractions of a square source): up to 10 tries
-    # of (area scale, log-uniform ratio); the first box that fits wins; else the whole image
-    # clamped to the ratio range.
-    scale = uniform(*recipe.crop_scale, n, CROP_TRIES)
-    ratio = torch.exp(uniform(math.log(recipe.crop_ratio[0]), math.log(recipe.crop_ratio[1]), n, CROP_TRIES))
-    w_try, h_try = torch.sqrt(scale * ratio), torch.sqrt(scale / ratio)
-    fits = (w_try <= 1.0) & (h_try <= 1.0)
-    first = fits.to(torch.int8).argmax(dim=1, keepdim=True)
-    low, high = recipe.crop_ratio
-    fallback_w, fallback_h = (1.0, 1.0 / low) if low > 1 else ((high, 1.0) if high < 1 else (1.0, 1.0))
-    any_fit = fits.any(dim=1)
-    w = torch.where(any_fit, w_try.gather(1, first).squeeze(1), torch.full_like(any_fit, fallback_w, dtype=torch.float32))
-    h = torch.where(any_fit, h_try.gather(1, first).squeeze(1), torch.full_like(any_fit, fallback_h, dtype=torch.float32))
-    cx = w / 2 + (1 - w) * torch.rand(n, generator=generator, device=device)
-    cy = h / 2 + (1 - h) * torch.rand(n, generator=generator, device=device)
+    box = sample_boxes(n, recipe.crop_scale, recipe.crop_ratio, generator, aspect)  # torchvision's crop
     angle = uniform(-recipe.rotation, recipe.rotation, n) * (math.pi / 180.0)
     flip = torch.rand(n, generator=generator, device=device) < recipe.flip_p
     jitter = torch.rand(n, generator=generator, device=device) < recipe.jitter_p
@@ -174,25 +162,12 @@ def sample_params(n: int, recipe: ViewRecipe, generator: torch.Generator) -> dic
     blur = torch.rand(n, generator=generator, device=device) < recipe.blur_p
     sigma = uniform(*recipe.blur_sigma, n)
     solarize = torch.rand(n, generator=generator, device=device) < recipe.solarize_p
-    return dict(box=torch.stack([cx, cy, w, h], dim=1), angle=angle, flip=flip, jitter=jitter,
+    return dict(box=box, angle=angle, flip=flip, jitter=jitter,
                 factors=factors, order=order, gray=gray, blur=blur, sigma=sigma, solarize=solarize)
 
 
 def concat_params(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-
-
-def affine_theta(box: torch.Tensor, angle: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """(n, 2, 3) maps from output coordinates to source coordinates (both in [-1, 1], as
-    `F.affine_grid`): flip, then rotate, then scale and shift into the crop box."""
-    cx, cy, w, h = box.unbind(1)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    sign = torch.where(flip, -1.0, 1.0).to(box.dtype)
-    theta = torch.stack([
-        torch.stack([w * cos * sign, -w * sin, 2 * cx - 1], dim=1),
-        torch.stack([h * sin * sign, h * cos, 2 * cy - 1], dim=1),
-    ], dim=1)
-    return theta
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -282,15 +257,21 @@ class Ops:
 
 
 def apply_params(images: torch.Tensor, params: dict[str, torch.Tensor], out_size: int, ops: Ops,
-                 normalize: bool = True) -> torch.Tensor:
-    """uint8 (n, 3, S, S) source images -> float (n, 3, out_size, out_size) augmented views."""
+                 normalize: bool = True, index: torch.Tensor | None = None,
+                 sizes: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (M, 3, H, W) photos -> float (n, 3, out_size, out_size) augmented views.
+
+    View i is taken from `images[index[i]]` (default: image i) whose valid box is `sizes[i]` =
+    (w, h) pixels at its top-left (default: the whole image): the cache's canvases, or plain images."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images: expected uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
-    n = images.shape[0]
-    x = images.float().div_(255.0)
-    theta = affine_theta(params["box"], params["angle"], params["flip"]).to(x.dtype)
-    grid = F.affine_grid(theta, [n, 3, out_size, out_size], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    n = params["box"].shape[0]
+    if index is None:
+        index = torch.arange(n, device=images.device)
+    if sizes is None:
+        sizes = torch.tensor([[images.shape[-1], images.shape[-2]]], device=images.device).expand(n, 2)
+    theta = affine_theta(params["box"], params["angle"], params["flip"])
+    x = sample_views(images, index, sizes, theta, out_size)
     if ops.jitter:
         x = color_jitter(x, params["jitter"], params["factors"], params["order"])
     if ops.gray:
@@ -307,7 +288,7 @@ def apply_params(images: torch.Tensor, params: dict[str, torch.Tensor], out_size
 
 
 class PairAugment:
-    """Turns the two uint8 source batches of a step into two normalized views.
+    """Turns a step's batch (rows of the decoded cache) into two normalized views.
 
     Randomness is a function of (seed, step, shard) only: a resumed run draws exactly what the
     uninterrupted run drew, and a run split over W processes draws what one process holding the
@@ -320,19 +301,27 @@ class PairAugment:
         self.out_size, self.seed = out_size, seed
         self.generator = torch.Generator(device=device)
 
-    def params(self, step: int, shard_sizes: list[tuple[int, int]]) -> tuple[dict, dict]:
-        """Parameters of both views for shards [(shard id, rows in this batch), ...]."""
-        parts_a, parts_b = [], []
+    def params(self, step: int, shard_sizes: list[tuple[int, int]], aspect_a: torch.Tensor | None = None,
+               aspect_b: torch.Tensor | None = None) -> tuple[dict, dict]:
+        """Parameters of both views for shards [(shard id, rows in this batch), ...]; `aspect_*`
+        (rows,) are the photos' width / height, in batch order."""
+        parts_a, parts_b, start = [], [], 0
         for shard, size in shard_sizes:
+            rows = slice(start, start + size)
+            start += size
             self.generator.manual_seed(seed_for(self.seed, 1, step, shard))
-            parts_a.append(sample_params(size, self.recipe_a, self.generator))
-            parts_b.append(sample_params(size, self.recipe_b, self.generator))
+            parts_a.append(sample_params(size, self.recipe_a, self.generator,
+                                         None if aspect_a is None else aspect_a[rows]))
+            parts_b.append(sample_params(size, self.recipe_b, self.generator,
+                                         None if aspect_b is None else aspect_b[rows]))
         return concat_params(parts_a), concat_params(parts_b)
 
     def __call__(self, batch, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Both views of a `training.data.batches.Batch`."""
-        params_a, params_b = self.params(step, batch.shard_sizes)
-        n = batch.first.shape[0]
-        both = apply_params(torch.cat([batch.first, batch.second]), concat_params([params_a, params_b]),
-                            self.out_size, self.ops)
+        sizes = torch.cat([batch.size_a, batch.size_b]).to(self.generator.device, torch.float32)
+        aspect = sizes[:, 0] / sizes[:, 1]
+        n = batch.index_a.shape[0]
+        params_a, params_b = self.params(step, batch.shard_sizes, aspect[:n], aspect[n:])
+        both = apply_params(batch.source, concat_params([params_a, params_b]), self.out_size, self.ops,
+                            index=torch.cat([batch.index_a, batch.index_b]), sizes=sizes)
         return both[:n], both[n:]

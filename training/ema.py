@@ -6,10 +6,10 @@ matters when a training step takes a few milliseconds.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from training.schedule import cosine
 
 
 @torch.no_grad()
@@ -33,5 +33,4 @@ def ema_update_(target: nn.Module, online: nn.Module, momentum: float) -> None:
 def cosine_momentum(base: float, progress: float) -> float:
     """BYOL's schedule (Grill et al. 2020, §3.2): tau = 1 - (1 - base) * (cos(pi * progress) + 1) / 2,
     from `base` at the start of training to 1 at the end; `progress` in [0, 1]."""
-    progress = min(max(progress, 0.0), 1.0)
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+    return cosine(base, 1.0, progress)

@@ -1,8 +1,9 @@
 """One optimization step: forward both views, backward, (clip,) optimizer step.
 
 `EagerStep` runs everywhere. `GraphedStep` (GPU only) captures forward + backward + optimizer step
-in one CUDA graph and replays it: one launch per step instead of several hundred, which is what
-lifts the ResNet-50 64x64 step from ~9k to ~30k pairs/s on an H200 (DESIGN.md). It follows the
+in one CUDA graph and replays it: one launch per step instead of several hundred, which matters
+because a ResNet-50 step on 64x64 inputs is bound by kernel launches, not arithmetic
+(docs/ARCHITECTURE.md, "Training speed"; benchmarks/train_throughput.py measures it). It follows the
 "whole network capture" recipe of the PyTorch CUDA-graphs docs: static input buffers, warm-up on a
 side stream, learning rate and weight decay as device tensors updated in place, autocast with its
 weight cache off. The warm-up iterations would train the model, so every parameter, buffer and

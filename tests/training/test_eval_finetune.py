@@ -3,25 +3,23 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
-from training.eval.augment import random_resized_crop_flip
-from training.eval.finetune import FinetuneHyperparameters, finetune, learning_rate
+from training.eval.finetune import FinetuneHyperparameters, crop_and_flip, finetune, learning_rate
 
 from .eval_support import make_run, small_cifar
 
 
 def test_each_sample_gets_its_own_crop_and_a_full_crop_is_the_image():
-    torch.manual_seed(0)
-    image = torch.rand(1, 3, 16, 16)
-    batch = image.repeat(8, 1, 1, 1)
-    crops = random_resized_crop_flip(batch, 16, scale=(0.2, 0.5))
+    image = (torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    index = torch.zeros(8, dtype=torch.long)  # eight views of one image
+    crops = crop_and_flip(image, index, 16, (0.2, 0.5), torch.Generator().manual_seed(1))
     distinct = {tuple(c.flatten()[:20].round(decimals=4).tolist()) for c in crops}
     assert len(distinct) == 8  # one parameter draw per sample, not per batch
-    whole = random_resized_crop_flip(batch, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    whole = crop_and_flip(image, index, 16, (1.0, 1.0), torch.Generator().manual_seed(2))
+    source = image[0].float() / 255
     for crop in whole:  # the full box resampled at its own size is the image, maybe mirrored
-        assert torch.allclose(crop, image[0], atol=1e-5) or torch.allclose(crop, image[0].flip(-1), atol=1e-5)
+        assert torch.allclose(crop, source, atol=1e-5) or torch.allclose(crop, source.flip(-1), atol=1e-5)
 
 
 def test_schedule_warms_up_then_decays_to_zero():

@@ -42,9 +42,13 @@ def _losses(run: Path) -> list[float]:
 def _real_views(sample_repo, training_cache, n=128) -> torch.Tensor:
     data = load_dataset(str(sample_repo), "sp", resolution=R, cache_dir=training_cache / "decoded",
                         hf_cache_dir=str(training_cache / "hf"), progress=False)
-    x = torch.from_numpy(np.array(data.images[:n, 0])).float() / 255
-    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    from training.augment import Ops, apply_params
+
+    canvases = torch.from_numpy(np.array(data.images[:n, 0]))
+    whole = {"box": torch.tensor([[0.5, 0.5, 1.0, 1.0]]).expand(n, 4), "angle": torch.zeros(n),
+             "flip": torch.zeros(n, dtype=torch.bool)}  # each whole photo, resized to R x R
+    return apply_params(canvases, whole, R, Ops(jitter=False, gray=False),
+                        sizes=torch.from_numpy(np.array(data.sizes[:n, 0])))
 
 
 @pytest.fixture(scope="module")

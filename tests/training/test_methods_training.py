@@ -332,3 +332,22 @@ def test_bad_view_batches_are_refused_before_the_network_runs(name):
     if name in single:
         with pytest.raises(ValueError, match=single[name]):
             method(torch.zeros(1, 3, SIZE, SIZE), torch.zeros(1, 3, SIZE, SIZE))
+
+
+def test_dino_with_a_resnet_keeps_the_teacher_temperature_at_0_04_without_warm_up():
+    """main_dino.py's defaults, which the DINO README's ResNet-50 command leaves in place; the ViT
+    recipe warms up from 0.04 to 0.07 over 30 of 300 epochs."""
+    from training.config import build_hyperparameters
+
+    dino = method_module("dino")
+    resnet_hp = build_hyperparameters(dino, {"out_dim": 256, "head_hidden": 128, "head_bottleneck": 32},
+                                      backbone="resnet18")
+    assert (resnet_hp.teacher_temp_start, resnet_hp.teacher_temp, resnet_hp.teacher_temp_warmup) == (0.04, 0.04, 0.0)
+    backbone, width = build_backbone(BackboneSpec("resnet18", "small", SIZE))
+    method = dino.Method(backbone, width, resnet_hp)
+    for progress in (0.0, 0.01, 0.1, 0.5, 1.0):
+        method.update_targets(progress)
+        assert method.teacher_temp.item() == pytest.approx(0.04)
+    vit_hp = build_hyperparameters(dino, {}, backbone="vit_s8")
+    assert vit_hp.teacher_temp_at(0.0) == pytest.approx(0.04) and vit_hp.teacher_temp_at(0.05) == pytest.approx(0.055)
+    assert vit_hp.teacher_temp_at(0.1) == pytest.approx(0.07)

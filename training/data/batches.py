@@ -7,8 +7,10 @@ W-process run and a one-process run holding the same S shards see the same globa
 same order (the DDP test relies on it), and a resumed run continues the order exactly.
 
 Placement. The held shards go to the GPU when they fit in `gpu_fraction` of its free memory (the
-722 MB SP cache does, on any training GPU); otherwise they stay in pinned host memory and each
-batch is gathered there and copied asynchronously. On CPU they are a plain tensor.
+whole-photo SP cache at 64 px is 11.5 GB; a rank under DDP holds 1/W of it); a batch is then only
+indices into them, and the augmentation reads its views straight from there. Otherwise they stay in
+pinned host memory, and each batch's canvases are gathered there and copied asynchronously. On CPU
+they are a plain tensor read in place.
 
 An epoch is floor(smallest shard / per-shard batch) steps (drop_last, as every method's recipe: the
 BatchNorm layers of the heads need full batches).
@@ -27,10 +29,22 @@ from training.errors import TrainingError
 
 @dataclass
 class Batch:
-    first: torch.Tensor  # uint8 (m, 3, R, R): image_a (SP) or the image (AP)
-    second: torch.Tensor  # uint8 (m, 3, R, R): image_b (SP) or the same image again (AP)
+    source: torch.Tensor  # uint8 (M, 3, S, S) canvases the views are read from, on the device
+    index_a: torch.Tensor  # (m,) rows of `source`: image_a (SP) or the image (AP)
+    index_b: torch.Tensor  # (m,) rows of `source`: image_b (SP) or the same image again (AP)
+    size_a: torch.Tensor  # (m, 2) (w, h) of each photo on its canvas
+    size_b: torch.Tensor
     rows: torch.Tensor  # int64 (m,) global row indices, on the CPU
     shard_sizes: list[tuple[int, int]]  # [(shard, rows from it)] in batch order
+
+    @property
+    def first(self) -> torch.Tensor:
+        """The canvases of view a's photos (a copy: for inspection, not for the step)."""
+        return self.source.index_select(0, self.index_a)
+
+    @property
+    def second(self) -> torch.Tensor:
+        return self.source.index_select(0, self.index_b)
 
 
 class PairBatches:
@@ -55,6 +69,8 @@ class PairBatches:
         self.offsets = np.cumsum([0] + [len(r) for r in shard_rows])[:-1]
         self.shard_lengths = [len(r) for r in shard_rows]
         held_images = torch.from_numpy(np.ascontiguousarray(data.images[self.rows]))
+        self.per_row = 2 if self.pairs else 1
+        self.sizes = torch.from_numpy(np.asarray(data.sizes)[self.rows].astype(np.int64)).view(-1, self.per_row, 2)
         self.on_gpu = False
         if device.type == "cuda":  # GPU-only placement choice
             free, _ = torch.cuda.mem_get_info(device)
@@ -62,7 +78,8 @@ class PairBatches:
                 held_images, self.on_gpu = held_images.to(device), True
             else:
                 held_images = held_images.pin_memory()
-        self.images = held_images
+            self.sizes = self.sizes.to(device)
+        self.images = held_images  # (held rows, [2,] 3, S, S)
         self.labels = torch.from_numpy(np.asarray(data.labels)[self.rows])
         self._epoch, self._orders = -1, []
 
@@ -90,12 +107,21 @@ class PairBatches:
 
     def batch(self, step: int) -> Batch:
         local = self.local_indices(step)
-        if self.on_gpu:  # GPU-only: indices from pinned memory, so the copy does not wait for the GPU
-            x = self.images.index_select(0, local.pin_memory().to(self.device, non_blocking=True))
+        if self.device.type == "cuda":  # GPU-only: indices from pinned memory, so the copy does not wait
+            local_on_device = local.pin_memory().to(self.device, non_blocking=True)
         else:
-            x = self.images.index_select(0, local)
-            if self.device.type == "cuda":  # GPU-only: gathered in pinned memory, copied asynchronously
-                x = x.pin_memory().to(self.device, non_blocking=True)
-        first, second = (x[:, 0], x[:, 1]) if self.pairs else (x, x)
+            local_on_device = local
+        if self.device.type == "cuda" and not self.on_gpu:  # GPU-only: the batch's canvases, copied over
+            source = self.images.index_select(0, local).pin_memory().to(self.device, non_blocking=True)
+            rows_in_source = torch.arange(local.shape[0], device=self.device)
+        else:  # the whole held cache, read in place
+            source, rows_in_source = self.images, local_on_device
+        source = source.view(-1, *source.shape[-3:])  # pairs: image_a and image_b are consecutive canvases
+        sizes = self.sizes.index_select(0, local_on_device)  # (m, per_row, 2)
+        if self.pairs:
+            index_a, index_b = 2 * rows_in_source, 2 * rows_in_source + 1
+        else:
+            index_a = index_b = rows_in_source
         rows = torch.from_numpy(self.rows)[local]
-        return Batch(first, second, rows, [(s, self.per_shard) for s in self.held])
+        return Batch(source, index_a, index_b, sizes[:, 0], sizes[:, -1], rows,
+                     [(s, self.per_shard) for s in self.held])

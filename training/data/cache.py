@@ -1,12 +1,16 @@
 """One-time decode of a training set into a uint8 array on disk, reused by every later run.
 
-Layout: `<cache root>/<config>-<fingerprint[:20]>-r<resolution>/` holding `images.npy` (uint8,
-(N, 3, R, R) for single images or (N, 2, 3, R, R) for pairs, memory-mapped when read), `labels.npy`
-(int64, (N,)) and `meta.json` (what it is, row ids and file names). The folder is written under a
+Each photo is stored whole on a square canvas (training/data/decode.py: shorter side 3R, canvas
+S = 4R for training resolution R) with its valid size, so the crops of training/crop.py cover the
+whole photo. Layout: `<cache root>/<config>-<fingerprint[:20]>-r<R>/` holding `images.npy` (uint8,
+(N, 3, S, S) for single images or (N, 2, 3, S, S) for pairs, memory-mapped when read), `sizes.npy`
+(int16, (N, 2) or (N, 2, 2): each photo's (w, h) at the canvas's top-left), `labels.npy` (int64,
+(N,)) and `meta.json` (what it is, row ids and file names). The folder is written under a
 temporary name and renamed when complete, so a killed decode leaves nothing a later run would trust.
 
 Cache root: `--cache-dir`, else $SEMANTIC_PAIRS_CACHE, else ~/.cache/semantic_pairs/decoded.
-At 64x64 the full SP set (29,359 pairs) is 29,359 x 2 x 3 x 64 x 64 bytes = 722 MB.
+Size: N x images per row x 3 x (4R)^2 bytes. The full SP release at R = 64 (29,359 pairs, 58,718
+photos) is 58,718 x 3 x 256^2 bytes = 11.5 GB (AP: 5.8 GB); see `cache_bytes`.
 """
 from __future__ import annotations
 
@@ -22,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.decode import decode_chunk
+from training.data.decode import canvas_side, decode_chunk
 from training.data.source import Rows, Source, datasets_progress, fingerprint, open_rows, resolve_source
 from training.errors import TrainingError
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 1: centre squares at R; 2: whole photos on 4R canvases with their sizes
 CHUNK_ROWS = 64  # rows per worker task: large enough to amortize IPC, small for a smooth progress bar
 INLINE_BELOW = 256  # rows: fewer are decoded in-process (a pool costs more than it saves)
 MAX_REPORTED_ERRORS = 10
@@ -34,7 +38,8 @@ MAX_REPORTED_ERRORS = 10
 
 @dataclass
 class DecodedDataset:
-    images: np.ndarray  # uint8 (N, 3, R, R) or (N, 2, 3, R, R)
+    images: np.ndarray  # uint8 (N, 3, S, S) or (N, 2, 3, S, S) canvases, S = 4R
+    sizes: np.ndarray  # int16 (N, 2) or (N, 2, 2): (w, h) of each photo at its canvas's top-left
     labels: np.ndarray  # int64 (N,)
     class_names: list[str]
     row_ids: list[str]  # pair_id / image_id / file path of each row
@@ -51,6 +56,7 @@ class DecodedDataset:
 
     def summary(self) -> dict:
         return {"rows": len(self), "pairs": self.pairs, "resolution": self.resolution, "classes": len(self.class_names),
+                "canvas": int(self.images.shape[-1]), "cache_bytes": int(self.images.nbytes),
                 "fingerprint": self.key, "cache": str(self.path)}
 
 
@@ -64,7 +70,8 @@ def _read(folder: Path, key: str) -> DecodedDataset:
     if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
         raise ValueError("stale cache")
     return DecodedDataset(
-        images=np.load(folder / "images.npy", mmap_mode="r"), labels=np.load(folder / "labels.npy"),
+        images=np.load(folder / "images.npy", mmap_mode="r"), sizes=np.load(folder / "sizes.npy"),
+        labels=np.load(folder / "labels.npy"),
         class_names=meta["class_names"], row_ids=meta["row_ids"], files=meta["files"], pairs=meta["pairs"],
         resolution=meta["resolution"], key=key, path=folder, source=meta["source"], config=meta["config"])
 
@@ -89,8 +96,10 @@ def _tasks(rows: Rows, size: int):
         start += len(chunk)
 
 
-def _decode_all(rows: Rows, size: int, out: np.ndarray, workers: int, progress: bool) -> list[tuple[int, int, str]]:
-    """Decode every row into `out` ((N, 2, 3, R, R) or (N, 3, R, R)); returns the decode errors."""
+def _decode_all(rows: Rows, size: int, out: np.ndarray, sizes: np.ndarray, workers: int,
+                progress: bool) -> list[tuple[int, int, str]]:
+    """Decode every row into `out` ((N, 2, 3, S, S) or (N, 3, S, S)) and `sizes`; returns the decode
+    errors."""
     from tqdm import tqdm
 
     total = len(rows.dataset)
@@ -98,8 +107,9 @@ def _decode_all(rows: Rows, size: int, out: np.ndarray, workers: int, progress: 
     bar = tqdm(total=total, unit="row", desc=f"decoding to {size}x{size}", disable=not progress, mininterval=1.0)
 
     def store(result):
-        start, array, chunk_errors = result
+        start, array, chunk_sizes, chunk_errors = result
         out[start:start + len(array)] = array if out.ndim == 5 else array[:, 0]
+        sizes[start:start + len(array)] = chunk_sizes if sizes.ndim == 3 else chunk_sizes[:, 0]
         errors.extend(chunk_errors)
         bar.update(len(array))
 
@@ -176,24 +186,29 @@ def _load(repo_or_dir, config, resolution, cache_dir, workers, hf_cache_dir, pro
     staging = root / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    shape = (total, 2, 3, resolution, resolution) if source.pairs else (total, 3, resolution, resolution)
-    out = np.lib.format.open_memmap(staging / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+    per_row = (2,) if source.pairs else ()
+    side = canvas_side(resolution)
+    out = np.lib.format.open_memmap(staging / "images.npy", mode="w+", dtype=np.uint8,
+                                    shape=(total, *per_row, 3, side, side))
+    sizes = np.zeros((total, *per_row, 2), dtype=np.int16)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 32)
     started = time.time()
     try:
-        errors = _decode_all(rows, resolution, out, workers, progress)
+        errors = _decode_all(rows, resolution, out, sizes, workers, progress)
         if errors:
             raise TrainingError(_describe_errors(rows, errors, source))
         out.flush()
         del out
         labels = np.asarray(rows.dataset["label"], dtype=np.int64)
         np.save(staging / "labels.npy", labels)
+        np.save(staging / "sizes.npy", sizes)
         files = [list(names) for names in zip(*(rows.dataset[c] for c in rows.name_columns))] if rows.name_columns else []
         if not files and not source.pairs and source.imagefolder:
             files = [[str(cell["path"])] for cell in rows.dataset[rows.image_columns[0]]]
         meta = {"format": CACHE_FORMAT, "key": key, "source": source.location, "config": config,
-                "pairs": source.pairs, "resolution": resolution, "rows": total, "class_names": rows.class_names,
-                "row_ids": _row_ids(rows), "files": files, "decode_seconds": round(time.time() - started, 2)}
+                "pairs": source.pairs, "resolution": resolution, "canvas": side, "rows": total,
+                "class_names": rows.class_names, "row_ids": _row_ids(rows), "files": files,
+                "decode_seconds": round(time.time() - started, 2)}
         (staging / "meta.json").write_text(json.dumps(meta))
         try:
             os.rename(staging, folder)
@@ -203,3 +218,8 @@ def _load(repo_or_dir, config, resolution, cache_dir, workers, hf_cache_dir, pro
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _read(folder, key)
+
+
+def cache_bytes(photos: int, resolution: int) -> int:
+    """Bytes of the decoded cache (and of its copy on the device) for `photos` photos at `resolution`."""
+    return photos * 3 * canvas_side(resolution) ** 2

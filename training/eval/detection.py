@@ -19,6 +19,7 @@ Long runs save their state every `checkpoint_every` iterations and resume from i
 """
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ from torchvision.models.resnet import ResNet
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from tqdm import tqdm
 
+from pair_manifest.atomic import write_atomically
 from training.eval.errors import EvalError
 from training.eval.features import pick_device
 from training.eval.results import environment, write_result
@@ -190,10 +192,14 @@ def train_detector(model: FasterRCNN, split: DetectionSplit, hp: DetectionHyperp
             progress.set_postfix(loss=f"{row['loss']:.3f}")
         done = iteration + 1
         if state_path is not None and (done % hp.checkpoint_every == 0) and done < hp.iterations:
-            temporary = state_path.with_suffix(".tmp")
+            buffer = io.BytesIO()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
-                        "history": history, "hyperparameters": asdict(hp)}, temporary)
-            os.replace(temporary, state_path)
+                        "history": history, "hyperparameters": asdict(hp)}, buffer)
+            try:
+                write_atomically(state_path, lambda handle: handle.write(buffer.getbuffer()))
+            except OSError as error:
+                raise EvalError(f"{state_path}: the detection state could not be written "
+                                f"({error.strerror or error}); the previous state is intact") from None
     return history
 
 

@@ -10,16 +10,19 @@ preprocessing, so retraining or changing the data invalidates it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from pair_manifest.atomic import write_atomically
 
 from training.eval.datasets import EvalDataset, Split
 from training.eval.runs import EvalRun
@@ -121,10 +124,12 @@ def cached_features(run: EvalRun, dataset: EvalDataset, split_name: str, device:
         except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
             pass
     features = extract(run, split, device, batch_size, workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"key": key, "x": features.x, "y": features.y}, temporary)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    torch.save({"key": key, "x": features.x, "y": features.y}, buffer)
+    try:
+        write_atomically(path, lambda handle: handle.write(buffer.getbuffer()))
+    except OSError as error:  # the cache is an optimization: evaluate without it
+        print(f"note: {path}: the feature cache could not be written ({error.strerror or error})", file=sys.stderr)
     return features, False
 
 

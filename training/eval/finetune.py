@@ -3,13 +3,13 @@
 The paper says "transfer learning with fine-tuning" and gives no schedule, so the recipe here is
 DeiT's training recipe, which DINO's fine-tuning transfer results (Caron et al. 2021, Table 6)
 follow (Touvron et al. 2021): AdamW, lr 5e-4 x batch / 512, weight decay 0.05 (none on biases and
-norm parameters), 5 warm-up epochs then cosine decay, label smoothing 0.1. Augmentation is a per-sample random resized crop and horizontal flip at the pretraining
-resolution, done on the device. Every field is a flag of `eval finetune`; results record them.
+norm parameters), 5 warm-up epochs then cosine decay, label smoothing 0.1. Augmentation is a per-sample random
+resized crop and horizontal flip at the pretraining resolution, done on the device by the
+pretraining's own sampler (training/crop.py: torchvision's crop parameters, one bilinear gather). Every field is a flag of `eval finetune`; results record them.
 The whole train split is used for fitting; test is scored once, at the end.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,11 +19,12 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from training.eval.augment import random_resized_crop_flip
+from training.augment import Ops, ViewRecipe, apply_params, sample_params
 from training.eval.datasets import Split, open_dataset
 from training.eval.errors import EvalError
 from training.eval.features import image_loader, pick_device
 from training.eval.results import environment, write_result
+from training.schedule import cosine
 from training.eval.runs import load_run
 
 
@@ -64,8 +65,16 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+    return cosine(peak, 0.0, (step - warmup) / max(1, total - warmup))
+
+
+def crop_and_flip(images: torch.Tensor, index: torch.Tensor, size: int, scale: tuple[float, float],
+                  generator: torch.Generator) -> torch.Tensor:
+    """Views of `images[index]` (uint8, (N, 3, S, S) on the device): a random resized crop of area
+    `scale` and a horizontal flip per sample, float in [0, 1]."""
+    recipe = ViewRecipe(crop_scale=scale, rotation=0.0, flip_p=0.5, jitter_p=0.0, grayscale_p=0.0)
+    params = sample_params(index.shape[0], recipe, generator)
+    return apply_params(images, params, size, Ops(jitter=False, gray=False), normalize=False, index=index)
 
 
 def _normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
@@ -117,8 +126,7 @@ def finetune(run_dir: str | Path, dataset: str, hp: FinetuneHyperparameters = Fi
         for index in order[: steps_per_epoch * hp.batch_size].view(steps_per_epoch, -1):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total, warmup, peak_lr)
-            images = random_resized_crop_flip(train_x[index].float().div_(255), run.resolution, hp.crop_scale,
-                                              generator=generator)
+            images = crop_and_flip(train_x, index, run.resolution, hp.crop_scale, generator)
             with torch.autocast(target.type, dtype=torch.bfloat16, enabled=target.type == "cuda"):
                 logits = model(_normalize(images, run.mean, run.std))
             loss = F.cross_entropy(logits.float(), train_y[index], label_smoothing=hp.label_smoothing)

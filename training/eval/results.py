@@ -6,10 +6,12 @@ stamped with what produced it: device, torch version, time.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+
+from pair_manifest.atomic import write_atomically
+from training.eval.errors import EvalError
 
 KINDS = ("linear", "knn", "finetune", "detection")
 
@@ -28,14 +30,11 @@ def environment(device) -> dict:
 
 def write_result(run_dir: str | Path, kind: str, dataset_slug: str, result: dict) -> Path:
     path = result_path(run_dir, kind, dataset_slug)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with temporary.open("w") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
+    try:
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+    except OSError as error:
+        raise EvalError(f"{path}: the result could not be written ({error.strerror or error})") from None
     return path
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from training.distributed import gather_with_grad
+from training.heads import widths_mlp
 from training.precision import float32_loss
 from training.recipe import Recipe, require_non_negative, require_positive, require_widths
 from training.views import check_views
@@ -75,18 +76,6 @@ def barlow_twins_loss(
     return on_diag + lambd * off_diag
 
 
-def build_projector(in_dim: int, widths: tuple[int, ...]) -> nn.Sequential:
-    """main.py's projector: (Linear without bias, BatchNorm1d, ReLU) between layers, then a Linear
-    without bias."""
-    dims = [in_dim, *widths]
-    layers: list[nn.Module] = []
-    for i in range(len(dims) - 2):
-        layers += [nn.Linear(dims[i], dims[i + 1], bias=False), nn.BatchNorm1d(dims[i + 1]),
-                   nn.ReLU(inplace=True)]
-    layers.append(nn.Linear(dims[-2], dims[-1], bias=False))
-    return nn.Sequential(*layers)
-
-
 class Method(nn.Module):
     """Backbone + projector, trained with the Barlow Twins loss; the backbone is what gets evaluated."""
 
@@ -96,7 +85,8 @@ class Method(nn.Module):
         super().__init__()
         self.hp = hp
         self.backbone = backbone
-        self.projector = build_projector(feature_dim, tuple(hp.projector))
+        # main.py's projector: (Linear without bias, BatchNorm1d, ReLU) between layers, then a Linear without bias.
+        self.projector = widths_mlp(feature_dim, tuple(hp.projector), hidden_bias=False)
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         check_views(view_a, view_b, method="Barlow Twins", min_batch=2)

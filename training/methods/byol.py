@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.ema import cosine_momentum, ema_update_
+from training.heads import mlp
 from training.precision import float32_loss
 from training.recipe import Recipe, require_count, require_fraction
 
@@ -39,9 +40,9 @@ class Hyperparameters:
         require_fraction(self, "base_momentum")
 
 
-def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                         nn.Linear(hidden, out_dim))
+def head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """Projector and predictor alike: Linear - BN - ReLU - Linear (§3.3, J.3), biases kept."""
+    return mlp((in_dim, hidden, True, nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)), (hidden, out_dim, True, None, None))
 
 
 @float32_loss
@@ -65,8 +66,8 @@ class Method(nn.Module):
         super().__init__()
         self.hp = hp
         self.backbone = backbone
-        self.projector = _mlp(feature_dim, hp.projection_hidden, hp.projection_dim)
-        self.predictor = _mlp(hp.projection_dim, hp.prediction_hidden, hp.projection_dim)
+        self.projector = head(feature_dim, hp.projection_hidden, hp.projection_dim)
+        self.predictor = head(hp.projection_dim, hp.prediction_hidden, hp.projection_dim)
         # The target starts as a copy of the online network (official code initialises both alike).
         self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)

@@ -34,6 +34,7 @@ from torch import nn
 
 from training.distributed import all_reduce_mean_
 from training.ema import cosine_momentum, ema_update_
+from training.heads import mlp
 from training.precision import float32_loss
 from training.recipe import Recipe, require_bool, require_count, require_fraction, require_positive
 from training.views import check_views
@@ -147,12 +148,9 @@ class DINOHead(nn.Module):
                  norm_last_layer: bool):
         super().__init__()
         dims = [in_dim] + [hidden] * (layers - 1) + [bottleneck]
-        mlp: list[nn.Module] = []
-        for i in range(len(dims) - 1):
-            mlp.append(nn.Linear(dims[i], dims[i + 1]))
-            if i < len(dims) - 2:
-                mlp.append(nn.GELU())
-        self.mlp = nn.Sequential(*mlp)
+        last = len(dims) - 2
+        self.mlp = mlp(*[(dims[i], dims[i + 1], True, None, None if i == last else nn.GELU())
+                         for i in range(len(dims) - 1)])
         for m in self.mlp.modules():  # DINOHead._init_weights
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)

@@ -31,6 +31,7 @@ from torch import nn
 
 from training.distributed import gather_with_grad, world_size
 from training.ema import ema_update_
+from training.heads import mlp
 from training.precision import float32_loss
 from training.recipe import MAX_QUEUE, Recipe, require_count, require_fraction, require_positive
 from training.views import check_views
@@ -91,11 +92,6 @@ def mocov2_loss(
     return F.cross_entropy(logits, labels)
 
 
-def build_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """builder.py with mlp=True: Linear(dim_mlp, dim_mlp) -> ReLU -> Linear(dim_mlp, dim)."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
-
-
 def _has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
@@ -111,7 +107,9 @@ class Method(nn.Module):
         super().__init__()
         self.hp = hp
         self.backbone = backbone
-        self.head = build_head(feature_dim, hp.head_hidden or feature_dim, hp.dim)
+        hidden = hp.head_hidden or feature_dim
+        # builder.py with mlp=True: Linear(dim_mlp, dim_mlp) -> ReLU -> Linear(dim_mlp, dim).
+        self.head = mlp((feature_dim, hidden, True, None, nn.ReLU()), (hidden, hp.dim, True, None, None))
         self.key_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.key_head = copy.deepcopy(self.head).requires_grad_(False)
         self.register_buffer("queue", F.normalize(torch.randn(hp.queue_size, hp.dim), dim=1))  # (K, D)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.distributed import gather_with_grad
+from training.heads import mlp
 from training.precision import float32_loss
 from training.recipe import Recipe, require_count, require_positive
 
@@ -69,10 +70,8 @@ class Method(nn.Module):
         self.backbone = backbone
         # Official code (`model_util.projection_head`, v1 = 2 layers): every linear layer is followed
         # by BatchNorm, linear layers have no bias, the last BatchNorm has no shift (center=False).
-        self.projector = nn.Sequential(
-            nn.Linear(feature_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, hp.projection_dim, bias=False), nn.BatchNorm1d(hp.projection_dim),
-        )
+        self.projector = mlp((feature_dim, hidden, False, nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)),
+                             (hidden, hp.projection_dim, False, nn.BatchNorm1d(hp.projection_dim), None))
         self.projector[-1].bias.requires_grad_(False)  # scale only, as center=False
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:

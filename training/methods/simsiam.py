@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.heads import mlp
 from training.precision import float32_loss
 from training.recipe import Recipe, require_count
 from training.views import check_views
@@ -62,23 +63,6 @@ def simsiam_loss(p_a: torch.Tensor, p_b: torch.Tensor, z_a: torch.Tensor, z_b: t
     return 0.5 * d_ab + 0.5 * d_ba
 
 
-def build_projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """builder.py's projection MLP; its last Linear has no bias because the BN after it removes it."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-        nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-        nn.Linear(hidden, out_dim, bias=False), nn.BatchNorm1d(out_dim, affine=False),
-    )
-
-
-def build_predictor(dim: int, hidden: int) -> nn.Sequential:
-    """builder.py's bottleneck prediction MLP (no BN on its output)."""
-    return nn.Sequential(
-        nn.Linear(dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-        nn.Linear(hidden, dim),
-    )
-
-
 class Method(nn.Module):
     """Backbone + projector + predictor; the backbone is what gets evaluated."""
 
@@ -88,8 +72,14 @@ class Method(nn.Module):
         super().__init__()
         self.hp = hp
         self.backbone = backbone
-        self.projector = build_projector(feature_dim, hp.projector_hidden or feature_dim, hp.projector_dim)
-        self.predictor = build_predictor(hp.projector_dim, hp.predictor_hidden)
+        hidden, dim = hp.projector_hidden or feature_dim, hp.projector_dim
+        # builder.py's projection MLP; its last Linear has no bias because the BN after it removes it.
+        self.projector = mlp((feature_dim, hidden, False, nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)),
+                             (hidden, hidden, False, nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)),
+                             (hidden, dim, False, nn.BatchNorm1d(dim, affine=False), None))
+        # builder.py's bottleneck prediction MLP (no BN on its output).
+        self.predictor = mlp((dim, hp.predictor_hidden, False, nn.BatchNorm1d(hp.predictor_hidden),
+                              nn.ReLU(inplace=True)), (hp.predictor_hidden, dim, True, None, None))
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         check_views(view_a, view_b, method="SimSiam's BatchNorm", min_batch=2)

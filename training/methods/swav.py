@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.distributed import is_distributed, world_size
+from training.heads import mlp
 from training.precision import float32_loss
 from training.recipe import MAX_QUEUE, Recipe, require_count, require_fraction, require_positive
 from training.views import check_views
@@ -136,12 +137,6 @@ def swav_loss(
     return -0.5 * ((codes[0] * log_p_b).sum(dim=1).mean() + (codes[1] * log_p_a).sum(dim=1).mean())
 
 
-def build_projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """src/resnet50.py projection_head: Linear -> BatchNorm1d -> ReLU -> Linear."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                         nn.Linear(hidden, out_dim))
-
-
 class Method(nn.Module):
     """Backbone + projection head + prototypes; the backbone is what gets evaluated."""
 
@@ -153,7 +148,10 @@ class Method(nn.Module):
         super().__init__()
         self.hp = hp
         self.backbone = backbone
-        self.projector = build_projector(feature_dim, hp.projector_hidden, hp.projector_dim)
+        hidden = hp.projector_hidden
+        # src/resnet50.py projection_head: Linear -> BatchNorm1d -> ReLU -> Linear.
+        self.projector = mlp((feature_dim, hidden, True, nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)),
+                             (hidden, hp.projector_dim, True, None, None))
         self.prototypes = nn.Linear(hp.projector_dim, hp.prototypes, bias=False)
         # (crop, M, D): past embeddings of each crop, newest first
         self.register_buffer("queue", torch.zeros(2, hp.queue_length // world_size(), hp.projector_dim))

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.distributed import gather_with_grad, is_distributed
+from training.distributed import gather_with_grad
+from training.heads import widths_mlp
 from training.precision import float32_loss
 from training.recipe import Recipe, require_non_negative, require_positive, require_widths
 from training.views import check_views
@@ -91,16 +92,6 @@ def vicreg_loss(
     return sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
 
 
-def build_projector(in_dim: int, widths: tuple[int, ...]) -> nn.Sequential:
-    """main_vicreg.py Projector: (Linear, BatchNorm1d, ReLU) between layers, last Linear without bias."""
-    dims = [in_dim, *widths]
-    layers: list[nn.Module] = []
-    for i in range(len(dims) - 2):
-        layers += [nn.Linear(dims[i], dims[i + 1]), nn.BatchNorm1d(dims[i + 1]), nn.ReLU(inplace=True)]
-    layers.append(nn.Linear(dims[-2], dims[-1], bias=False))
-    return nn.Sequential(*layers)
-
-
 class Method(nn.Module):
     """Backbone + expander, trained with the VICReg loss; the backbone is what gets evaluated."""
 
@@ -110,7 +101,8 @@ class Method(nn.Module):
         super().__init__()
         self.hp = hp
         self.backbone = backbone
-        self.projector = build_projector(feature_dim, tuple(hp.projector))
+        # main_vicreg.py Projector: (Linear, BatchNorm1d, ReLU) between layers, last Linear without bias.
+        self.projector = widths_mlp(feature_dim, tuple(hp.projector), hidden_bias=True)
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
         check_views(view_a, view_b, method="VICReg", min_batch=2, because=" for its variance")

@@ -1,10 +1,8 @@
 """`semantic-pairs reproduce NAME [--smoke] [--runs DIR] [--out DIR]`.
 
-Imports only argparse at import time; the handler imports the runner.
+Imports nothing heavy at import time; the handler imports the runner.
 """
 from __future__ import annotations
-
-import argparse
 
 NAMES = ("figure4", "table1", "table2", "table3", "table4", "table5", "figure5")
 

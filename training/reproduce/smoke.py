@@ -2,8 +2,8 @@
 figure) on CPU in minutes, on the bundled sample. Its numbers say nothing about the paper.
 
 What changes, and only this:
-- data: an SP/AP release built from `sample_data/imagenet` by the project's own `semantic-pairs
-  manifest import` + `semantic-pairs build`, pairing consecutive files of each class (real photos
+- data: an SP/AP release built from `sample_data/imagenet` by the project's own manifest importer
+  and release builder (what `semantic-pairs manifest import` + `build` run), pairing consecutive files of each class (real photos
   of one class, NOT curated semantic pairs; 334 pairs, so the 50/100/157 subsets coincide);
   Tiny-ImageNet is `sample_data/tiny_imagenet` (300 images);
 - evaluation: every classification dataset is the bundled CIFAR-10 sample (600 train / 300 test);
@@ -15,13 +15,9 @@ What changes, and only this:
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 from dataclasses import replace
 from pathlib import Path
-
-from training.eval.errors import EvalError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "sample_data"
@@ -68,25 +64,16 @@ def consecutive_pairs(images: Path) -> list[dict]:
     return rows
 
 
-def _cli(*args: str) -> None:
-    """`semantic-pairs ARGS`, the command a maintainer runs, through its public entry point (the
-    training package imports nothing else from the project); its output is kept out of the way."""
-    from semantic_pairs_cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exit_:  # argparse refusals
-            code = exit_.code if isinstance(exit_.code, int) else 2
-    if code != 0:
-        last = (err.getvalue() or out.getvalue()).strip().splitlines()[-1:] or ["no message"]
-        raise EvalError(f"smoke data: `semantic-pairs {' '.join(args)}` failed ({code}): {last[0]}")
-
-
 def sample_release(data_dir: Path, images: Path = SAMPLE / "imagenet" / "train") -> Path:
     """The SP/AP release of the bundled sample (or of another `train/<wnid>/` folder), built once
-    into DATA_DIR/semantic_pairs."""
+    into DATA_DIR/semantic_pairs by the project's own manifest importer and release builder (the
+    functions behind `semantic-pairs manifest import` and `build`; the rest of `training` needs
+    nothing from them: smoke mode is the one place that makes its own data)."""
+    from builders.build import build_release
+    from builders.plan import BuildSettings
+    from pair_manifest.classes import load_selection
+    from pair_manifest.importer import import_pairs
+
     release = data_dir / "semantic_pairs"
     if (release / "README.md").is_file():
         return release
@@ -98,8 +85,8 @@ def sample_release(data_dir: Path, images: Path = SAMPLE / "imagenet" / "train")
         writer.writerows(consecutive_pairs(images))
     manifest = data_dir / "manifest"
     if not (manifest / "pairs.parquet").is_file():
-        _cli("manifest", "import", str(pairs), "--images", str(images), "--out", str(manifest))
-    _cli("build", "--manifest", str(manifest), "--images", str(images), "--out", str(release), "--allow-short")
+        import_pairs(pairs, images, manifest, load_selection())
+    build_release(manifest, images, release, BuildSettings(), allow_short=True)
     return release
 
 
