@@ -25,15 +25,20 @@ them); MB/s is always embedded bytes / wall seconds.
   AP, which embeds the bytes (checked and printed, as is whether `to_parquet` would).
 
 After the table: where the fastest build spent its time (imports, validation and planning,
-locating the files, writing, the rest), and two costs the build is arranged to avoid, measured in
-a fresh process: importing pandas, and filling memory for the first time (pyarrow's pool, which
-gives huge pages, against small-page anonymous memory, against the same memory reused).
+locating the files, writing, the rest), and what filling memory for the first time costs, measured
+in a fresh process (pyarrow's pool, small-page anonymous memory, the same memory again): the cost
+that writing through the page cache pays for every page, and O_DIRECT avoids.
 
 Each method runs --repeat times, in turn, in its own process; the table shows the best and the
 median wall time and CPU seconds (user + system of the process tree). On a machine shared with
 other jobs, CPU seconds say more than wall time; the load average is printed with the figures.
 
     python benchmarks/build_throughput.py [--gb 1.0 | --classes 187] [--workers N] [--repeat 3] [--keep] [--plot PNG]
+        [--variant NAME=DIR ...] [--builds-only]
+
+`--variant NAME=DIR` also times the build of the code in DIR (another checkout, e.g. one with a
+speed mechanism taken out), in turn with this checkout's, on the same tree: how the comparisons
+in BENCHMARKS.md were made. `--builds-only` leaves out everything but `cat` and the builds.
 
 `--classes 187` is the size of the full release (29,359 pairs, 58,718 photos, 4.7 GB).
 """
@@ -192,14 +197,12 @@ sys.argv = ["semantic-pairs", "build", "--manifest", manifest, "--images", image
 code = console()  # the installed command's entry point, in this fresh process
 print(json.dumps({**phase, "exit_code": code, "import_seconds": imported,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+sys.exit(code)
 """
 
-AVOIDED = """
+FIRST_FILL = """
 import json, mmap, time
 import pyarrow as pa
-start = time.perf_counter()
-import pandas  # what pyarrow would import on its first conversion, were the build command to allow it
-pandas_seconds = time.perf_counter() - start
 size = 64 << 20
 source = memoryview(bytes(size))
 def first_fill(buffer):  # ns per byte to fill memory never touched before (the page faults included)
@@ -208,8 +211,7 @@ def first_fill(buffer):  # ns per byte to fill memory never touched before (the 
     view[:] = source
     return (time.perf_counter() - start) / size * 1e9
 small_pages = pa.py_buffer(mmap.mmap(-1, size))
-print(json.dumps({"pandas_import_seconds": pandas_seconds,
-                  "pyarrow_pool_first_fill_ns_per_byte": first_fill(pa.allocate_buffer(size)),
+print(json.dumps({"pyarrow_pool_first_fill_ns_per_byte": first_fill(pa.allocate_buffer(size)),
                   "small_pages_first_fill_ns_per_byte": first_fill(small_pages),
                   "reused_fill_ns_per_byte": first_fill(small_pages)}))
 """
@@ -293,7 +295,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each method (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary tree")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="also draw the MB/s of each method here")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                        help="also time the build of the code in DIR (repeatable)")
+    parser.add_argument("--builds-only", action="store_true", help="only cat and the builds (N workers)")
     args = parser.parse_args()
+    variants = dict(v.split("=", 1) for v in args.variant)
     python = sys.executable
     cores = os.cpu_count() or 1
     env = dict(os.environ, HF_UPDATE_DOWNLOAD_COUNTS="false", PYTHONPATH=str(REPO))
@@ -315,9 +321,10 @@ def main() -> None:
         pairs_json.write_text(json.dumps(pairs))
         warm = ["bash", "-c", f"xargs -0 -a {listing} cat > /dev/null"]
 
-        def build(workers: int):
+        def build(workers: int, code: Path = REPO):
             out = tmp / f"build_{workers}" / "semantic_pairs"
-            result = timed([python, "-c", BUILD, str(manifest), str(images), str(out), str(workers)], env=env, cwd=REPO)
+            result = timed([python, "-c", BUILD, str(manifest), str(images), str(out), str(workers)],
+                           env=dict(env, PYTHONPATH=str(code)), cwd=code)
             assert result[1]["image_bytes"] == embedded_bytes, (result[1], embedded_bytes)
             shutil.rmtree(out.parent)
             return result
@@ -335,17 +342,23 @@ def main() -> None:
             (tmp / "dd.bin").unlink()
             return result
 
-        methods = {
-            "cat > /dev/null (the goal's reference)": lambda: timed(warm),
-            f"cat > /dev/null, {cores} processes": lambda: timed(
-                ["bash", "-c", f"xargs -0 -a {listing} -n 200 -P {cores} cat > /dev/null"]),
-            "read + sha256 (hashlib), 1 thread": lambda: timed([python, "-c", SHA256, str(listing), "1"]),
-            f"read + sha256 (hashlib), {cores} threads": lambda: timed([python, "-c", SHA256, str(listing), str(cores)]),
-            "dd of=file oflag=direct (disk write rate)": direct_write,
-        }
-        for workers in sorted({1, args.workers}):
+        methods = {"cat > /dev/null (the goal's reference)": lambda: timed(warm)}
+        if not args.builds_only:
+            methods.update({
+                f"cat > /dev/null, {cores} processes": lambda: timed(
+                    ["bash", "-c", f"xargs -0 -a {listing} -n 200 -P {cores} cat > /dev/null"]),
+                "read + sha256 (hashlib), 1 thread": lambda: timed([python, "-c", SHA256, str(listing), "1"]),
+                f"read + sha256 (hashlib), {cores} threads": lambda: timed(
+                    [python, "-c", SHA256, str(listing), str(cores)]),
+                "dd of=file oflag=direct (disk write rate)": direct_write,
+            })
+        for workers in sorted({args.workers} if args.builds_only else {1, args.workers}):
             methods[f"semantic-pairs build, {workers} worker(s)"] = lambda workers=workers: build(workers)
-        methods["datasets: from_dict + cast_column(Image()) + save_to_disk"] = datasets_route
+            for name, code in variants.items():
+                methods[f"semantic-pairs build ({name}), {workers} worker(s)"] = \
+                    lambda workers=workers, code=code: build(workers, Path(code))
+        if not args.builds_only:
+            methods["datasets: from_dict + cast_column(Image()) + save_to_disk"] = datasets_route
         runs: dict[str, list[tuple[float, dict]]] = {name: [] for name in methods}
         loads = [os.getloadavg()[0]]
         for _ in range(args.repeat):
@@ -371,7 +384,7 @@ def main() -> None:
             print(f"{name:<58} {walls[0]:>7.2f} {statistics.median(walls):>7.2f} {embedded_bytes / 1e6 / walls[0]:>6.0f} "
                   f"{cat_best / walls[0]:>6.0%} {cpus[0]:>6.2f} {statistics.median(cpus):>7.2f} "
                   f"{f'{rss:.0f} MB' if rss else '-':>9}")
-        fastest = min((result for name, results in runs.items() if name.startswith("semantic-pairs build")
+        fastest = min((result for name, results in runs.items() if name.startswith("semantic-pairs build,")
                        for result in results), key=lambda result: result[0])
         startup = fastest[0] - fastest[1]["write_seconds"]
         info = fastest[1]
@@ -380,21 +393,21 @@ def main() -> None:
               f"interpreter's own start), manifest read, validation and planning {info['plan_seconds']:.2f} s, locating "
               f"the files {info['locate_seconds']:.2f} s, writing the shards {info['write_seconds']:.2f} s, the rest "
               f"(interpreter start, manifests, card, final rename, exit) {rest:.2f} s")
-        avoided = min((timed([python, "-c", AVOIDED], env=env)[1] for _ in range(3)),
-                      key=lambda costs: costs["pandas_import_seconds"])
-        print(f"costs a build avoids: importing pandas {avoided['pandas_import_seconds']:.2f} s (the build command "
-              f"refuses it); first fill of a 64 MiB buffer from pyarrow's pool "
-              f"{avoided['pyarrow_pool_first_fill_ns_per_byte']:.2f} ns/byte, of small-page anonymous memory "
-              f"{avoided['small_pages_first_fill_ns_per_byte']:.2f} ns/byte, of the same memory again "
-              f"{avoided['reused_fill_ns_per_byte']:.2f} ns/byte")
+        memory = min((timed([python, "-c", FIRST_FILL], env=env)[1] for _ in range(3)),
+                     key=lambda costs: costs["pyarrow_pool_first_fill_ns_per_byte"])
+        print(f"first fill of a 64 MiB buffer (what each new page costs, as every page written through the page "
+              f"cache does): pyarrow's pool {memory['pyarrow_pool_first_fill_ns_per_byte']:.2f} ns/byte, "
+              f"small-page anonymous memory {memory['small_pages_first_fill_ns_per_byte']:.2f} ns/byte; the same "
+              f"memory again {memory['reused_fill_ns_per_byte']:.2f} ns/byte")
         print("\n'vs cat' = best cat time / best time of the method (the goal for the build: >= 70%). The build reads "
               f"and hashes each distinct file once ({sum(sizes[f] for f in set(embedded)) / 1e9:.2f} GB: AP is written "
               "from the bytes read for SP), writes the shards with O_DIRECT and fsyncs them; its time includes "
               "Python start-up, imports, manifest validation, planning, locating the files and the card "
               f"({startup:.2f} s in the fastest build), which 'of which writing the shards' leaves out.")
-        route = runs["datasets: from_dict + cast_column(Image()) + save_to_disk"][-1][1]
-        print(f"datasets route check: save_to_disk embeds bytes: {route['save_to_disk_embeds']}; "
-              f"to_parquet embeds bytes: {route['to_parquet_embeds']} (paths only when False)")
+        if not args.builds_only:
+            route = runs["datasets: from_dict + cast_column(Image()) + save_to_disk"][-1][1]
+            print(f"datasets route check: save_to_disk embeds bytes: {route['save_to_disk_embeds']}; "
+                  f"to_parquet embeds bytes: {route['to_parquet_embeds']} (paths only when False)")
         print("Provisional figures: shared machine, other jobs running (see load average above).")
         if args.plot:
             title = (f"{len(sizes):,} photos, {len(pairs):,} pairs: a build embeds {embedded_bytes / 1e9:.2f} GB "

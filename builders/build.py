@@ -15,8 +15,7 @@ One build at a time writes an output (a lock beside it); a second one is refused
 output is always the old complete release or the new complete one.
 
 Each photo is read and hashed once (no separate check pass; AP shards are written from the
-bytes read for SP), and shards go to disk with O_DIRECT (builders.direct_file): on the 2-core
-VM of benchmarks/build_throughput.py this took a 1.54 GB build from about 10 CPU-seconds to 3.
+bytes read for SP), and shards go to disk with O_DIRECT (builders.direct_file says what it buys).
 The output is a function of the plan and the image bytes only (no clocks, no local paths, fixed
 Parquet options), so two builds of the same input are byte-identical, whatever the number of
 workers, and `materialize` can rebuild the same folder from the manifest release.

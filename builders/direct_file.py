@@ -1,19 +1,15 @@
 """A write-only file for pyarrow's Parquet writer that bypasses the page cache (`O_DIRECT`).
 
-Why: a build writes gigabytes it will not read again. Through the page cache every byte is
-copied into freshly allocated cache pages, and on a virtual machine fresh pages are the expensive
-part: measured on the 2-core VM of benchmarks/build_throughput.py, 0.3-2.8 ns per byte for a
-buffered write() into a new file against 0.06 ns per byte for the same bytes written with
-O_DIRECT from a reused buffer, and the disk then takes them as fast as fsync would have
-(`python benchmarks/build_throughput.py` prints the end-to-end effect).
+What it buys: a build writes gigabytes it will not read again, and through the page cache every
+byte is first copied into freshly allocated cache pages. At the full release size (7.0 GB
+embedded) a build writing through a plain buffered file took 38% longer and 71% more CPU
+(`benchmarks/build_throughput.py --variant`, figures in BENCHMARKS.md).
 
-pyarrow hands a Python file object one `write()` per Parquet page (a copy of the page as
-`bytes`); the writer keeps pages around 1-2 MB (`layout.IMAGES_PER_PAGE`) so those copies reuse
-the same heap memory. Pages are copied into one of two page-aligned buffers (kept
-for the next file when this one is closed: first-touched memory costs about 2 ns per byte on
-that VM); a full buffer goes to disk on a helper thread while the other fills, so the disk
-works while the next row group is read and encoded. `finish()` writes the last, partly filled
-buffer padded to the block size, truncates the file to its real length, and fsyncs it.
+pyarrow hands a Python file object one `write()` per Parquet page; pages are copied into one of
+two page-aligned buffers, and a full buffer goes to disk on a helper thread while the other
+fills, so the disk works while the next row group is read and encoded. `finish()` writes the
+last, partly filled buffer padded to the block size, truncates the file to its real length, and
+fsyncs it.
 
 Where O_DIRECT is missing (macOS) or refused (tmpfs, some network file systems) the same class
 writes through the page cache instead: same bytes, same durability.
@@ -24,33 +20,12 @@ import errno
 import fcntl
 import mmap
 import os
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 ALIGN = 4096           # O_DIRECT needs block-aligned addresses, offsets and lengths
 CHUNK = 8 << 20        # bytes per disk write
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
-KEEP_BUFFERS = 8       # closed files' buffers kept for the next file (fresh memory is slow on a VM)
-
-_spare: list[mmap.mmap] = []
-_spare_lock = threading.Lock()
-
-
-def _take_buffer(size: int) -> mmap.mmap:
-    with _spare_lock:
-        for i, buffer in enumerate(_spare):
-            if len(buffer) == size:
-                return _spare.pop(i)
-    return mmap.mmap(-1, size)  # anonymous, so page-aligned
-
-
-def _give_buffer(buffer: mmap.mmap) -> None:
-    with _spare_lock:
-        if len(_spare) < KEEP_BUFFERS:
-            _spare.append(buffer)
-            return
-    buffer.close()
 
 
 class DirectFile:
@@ -67,7 +42,7 @@ class DirectFile:
             self.direct = False
             self.fd = os.open(path, flags, 0o644)
         self.chunk = chunk
-        self._buffers = [_take_buffer(chunk), _take_buffer(chunk)]
+        self._buffers = [mmap.mmap(-1, chunk), mmap.mmap(-1, chunk)]  # anonymous memory: page-aligned
         self._views = [memoryview(buffer) for buffer in self._buffers]
         self._current = 0  # buffer being filled
         self._fill = 0     # bytes in it
@@ -145,5 +120,4 @@ class DirectFile:
         os.close(self.fd)
         for view in self._views:
             view.release()
-        for buffer in self._buffers:
-            _give_buffer(buffer)
+        self._buffers = []  # unmapped when the last view of them (a failed write's) is gone

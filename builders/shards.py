@@ -18,7 +18,6 @@ release never reach a finished shard.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -151,7 +150,7 @@ def write_shard(job: ShardJob, plan: ReleasePlan, sources: dict[str, Source], fo
         return readers.read([files[c][start:stop] for c in read_columns], sources, check,
                             wait_for_buffer=wait_for_buffer)
 
-    reading: list[PendingRead] = []  # in flight, oldest first; their buffers go back to the pool
+    reading: list[PendingRead] = []  # in flight, oldest first; each holds one of the readers' slots
     try:
         for path in job.paths:
             targets[path].parent.mkdir(parents=True, exist_ok=True)
@@ -213,20 +212,16 @@ def _row_group(table: pa.Table, kind: str, start: int, stop: int, data: dict[str
 
 
 class Readers:
-    """The threads that read and hash image files, and the row-group buffers they read into,
-    shared by all the writers of a build.
+    """The threads that read and hash image files, shared by all the writers of a build.
 
     Reading and hashing is most of a build's CPU time, so the files of a row group are split
-    between the threads (read() and hashlib release the GIL). Buffers are reused from one row
-    group to the next, since fresh memory costs a page fault per 4 KiB every time; there is one
-    per writer and one more, so that one writer at a time can read ahead."""
+    between the threads (read() and hashlib release the GIL). At most one row group per writer,
+    and one more, is in memory at a time: one writer at a time may read ahead."""
 
     def __init__(self, threads: int, writers: int | None = None):
         self.threads = max(1, threads)
         self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="read")
         self._slots = threading.Semaphore((writers or self.threads) + 1)
-        self._free: list[pa.Buffer] = []
-        self._lock = threading.Lock()
 
     def __enter__(self) -> "Readers":
         return self
@@ -237,18 +232,9 @@ class Readers:
     def _take(self, size: int, wait_for_buffer: bool) -> pa.Buffer | None:
         if not self._slots.acquire(blocking=wait_for_buffer):
             return None
-        with self._lock:
-            buffer = self._free.pop() if self._free else None
-        if buffer is None or buffer.size < size:
-            # Anonymous memory in the OS's small pages: pyarrow's pool hands out huge pages here,
-            # whose first fill on the 2-core VM of benchmarks/build_throughput.py (which prints
-            # it) took 0.3 to 3.5 ns per byte from run to run, small pages a steady 0.6-0.9.
-            buffer = pa.py_buffer(mmap.mmap(-1, max(size, layout.ROW_GROUP_IMAGE_BYTES)))
-        return buffer
+        return pa.allocate_buffer(max(size, 1))
 
     def _give(self, buffer: pa.Buffer) -> None:
-        with self._lock:
-            self._free.append(buffer)
         self._slots.release()
 
     def read(self, columns: list[list[str]], sources: dict[str, Source], check: SourceCheck, *,
@@ -287,7 +273,7 @@ class Readers:
 
 
 class PendingRead:
-    """One row group's files being read into a buffer of the pool."""
+    """One row group's files being read into a buffer (one of the readers' slots)."""
 
     def __init__(self, readers: Readers, buffer: pa.Buffer, view: memoryview, arrays: list[pa.BinaryArray],
                  futures: list, check: SourceCheck):

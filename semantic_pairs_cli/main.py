@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.abc
 import sys
 
 from pair_manifest.errors import environment_error_message
@@ -59,30 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console() -> int:
-    """The installed `semantic-pairs` command (and `python -m semantic_pairs_cli`): one
-    subcommand in a process of its own."""
-    if sys.argv[1:2] == ["build"]:
-        _without_pandas()
+    """The installed `semantic-pairs` command (and `python -m semantic_pairs_cli`)."""
     return main()
-
-
-def _without_pandas() -> None:
-    """Make pandas impossible to import in this process, before anything imports it.
-
-    pyarrow imports pandas (0.2-0.5 s on the 2-core VM of benchmarks/build_throughput.py, which
-    prints it) the first time it converts any Python value, only to ask whether that value is a
-    pandas object; when the import fails it carries on without. A build never has a pandas
-    object, and a 1 GB build takes about 2 s. Only where the process is ours alone: anything that uses pandas
-    afterwards in the same process would fail."""
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _RefusePandas())
-
-
-class _RefusePandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"No module named {name!r} (this command runs without pandas)", name=name)
-        return None
 
 
 if __name__ == "__main__":

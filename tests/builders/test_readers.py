@@ -1,6 +1,6 @@
-"""The reader threads and their buffer pool (builders.shards.Readers): a writer reads the next row
-group ahead only while a buffer is free, the bytes handed over are the files' bytes, a file whose
-bytes differ is reported and ends the read, and every buffer goes back to the pool."""
+"""The reader threads (builders.shards.Readers): a writer reads the next row group ahead only while
+a slot is free, the bytes handed over are the files' bytes, a file whose bytes differ is reported
+and ends the read, and every slot is given back."""
 from __future__ import annotations
 
 import hashlib
