@@ -43,8 +43,17 @@ def tree_digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def rewrite(path: Path, table: pa.Table) -> None:
-    pq.write_table(table, path)
+def broken_copy(good: Path, tmp: Path, file: str, column: str, row: int, value) -> Path:
+    """A copy of the manifest with one value of `file`'s `column` replaced (None for a null)."""
+    manifest = tmp / "manifest"
+    shutil.copytree(good, manifest)
+    table = pq.read_table(manifest / file)
+    field = table.schema.field(column)
+    values = table.column(column).to_pylist()
+    values[row] = value
+    pq.write_table(table.set_column(table.schema.get_field_index(column), pa.field(column, field.type),
+                                    pa.array(values, field.type)), manifest / file)
+    return manifest
 
 
 def refused_everywhere(manifest: Path, images: Path, tmp: Path, named: str) -> None:
@@ -72,47 +81,22 @@ def refused_everywhere(manifest: Path, images: Path, tmp: Path, named: str) -> N
 @pytest.mark.parametrize("column", ["file_a", "wnid", "label", "sha256_b", "tags", "annotator", "decided_at",
                                     "rank_in_class", "review_status", "pair_id", "source"])
 def test_a_null_in_any_pairs_column_is_named(good_manifest, sample_images, tmp_path, column):
-    manifest = tmp_path / "manifest"
-    shutil.copytree(good_manifest, manifest)
-    table = pq.read_table(manifest / "pairs.parquet")
-    values = table.column(column).to_pylist()
-    values[1] = None
-    index = table.schema.get_field_index(column)
-    rewrite(manifest / "pairs.parquet",
-            table.set_column(index, pa.field(column, table.schema.field(column).type), pa.array(values, table.schema.field(column).type)))
+    manifest = broken_copy(good_manifest, tmp_path, "pairs.parquet", column, 1, None)
     refused_everywhere(manifest, sample_images, tmp_path, f"column '{column}' has 1 null value(s) (rows 1)")
 
 
 def test_a_null_tag_inside_the_list_is_named(good_manifest, sample_images, tmp_path):
-    manifest = tmp_path / "manifest"
-    shutil.copytree(good_manifest, manifest)
-    table = pq.read_table(manifest / "pairs.parquet")
-    tags = table.column("tags").to_pylist()
-    tags[2] = ["background", None]
-    rewrite(manifest / "pairs.parquet", table.set_column(table.schema.get_field_index("tags"), "tags",
-                                                         pa.array(tags, pa.list_(pa.string()))))
+    manifest = broken_copy(good_manifest, tmp_path, "pairs.parquet", "tags", 2, ["background", None])
     refused_everywhere(manifest, sample_images, tmp_path, "column 'tags' has null items in 1 row(s) (rows 2)")
 
 
 def test_a_null_in_the_decision_log_is_named(good_manifest, sample_images, tmp_path):
-    manifest = tmp_path / "manifest"
-    shutil.copytree(good_manifest, manifest)
-    table = pq.read_table(manifest / "decisions.parquet")
-    verdicts = table.column("verdict").to_pylist()
-    verdicts[0] = None
-    rewrite(manifest / "decisions.parquet", table.set_column(table.schema.get_field_index("verdict"), "verdict",
-                                                             pa.array(verdicts, pa.string())))
+    manifest = broken_copy(good_manifest, tmp_path, "decisions.parquet", "verdict", 0, None)
     refused_everywhere(manifest, sample_images, tmp_path, "column 'verdict' has 1 null value(s)")
 
 
 def test_a_decision_log_no_store_could_write_is_refused(good_manifest, sample_images, tmp_path):
-    manifest = tmp_path / "manifest"
-    shutil.copytree(good_manifest, manifest)
-    table = pq.read_table(manifest / "decisions.parquet")
-    verdicts = table.column("verdict").to_pylist()
-    verdicts[-1] = "maybe"
-    rewrite(manifest / "decisions.parquet", table.set_column(table.schema.get_field_index("verdict"), "verdict",
-                                                             pa.array(verdicts, pa.string())))
+    manifest = broken_copy(good_manifest, tmp_path, "decisions.parquet", "verdict", -1, "maybe")
     refused_everywhere(manifest, sample_images, tmp_path, "verdict 'maybe' is not one of accept, reject, skip, undo")
 
 
