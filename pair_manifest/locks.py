@@ -74,7 +74,7 @@ def refuse_a_file_in_the_way(out: str | Path, what: str) -> None:
     should be (before any work, and before the lock would try to create that folder)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder (the {what} is a folder)")
+        raise UserError(f"{out}: is a file; the {what} needs a folder there")
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
