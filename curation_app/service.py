@@ -26,7 +26,8 @@ from pathlib import Path
 
 from pair_manifest.classes import ClassSelection
 from pair_manifest.errors import UserError
-from pair_manifest.images import NEAR_DUPLICATE_BITS, ImageReadError
+from pair_manifest.images import ImageReadError
+from pair_manifest.near_duplicates import same_photo_files
 from pair_manifest.store import (DecisionStore, IdempotencyConflict, NewDecision, PolicyViolation, canonical_pair,
                                  canonical_tags)
 
@@ -452,7 +453,11 @@ class Curation:
         except ImageReadError as error:
             notes.append(self.catalog.mark_bad(wnid, error.path, f"{error.reason}: {error.detail}"))
             return False
-        return facts_a.sha256 != facts_b.sha256 and facts_a.phash.distance(facts_b.phash) >= NEAR_DUPLICATE_BITS
+        try:
+            return not same_photo_files(facts_a, facts_b, self.store.resolve(a), self.store.resolve(b), names=(a, b))
+        except ImageReadError as error:
+            notes.append(self.catalog.mark_bad(wnid, error.path, f"{error.reason}: {error.detail}"))
+            return False
 
     def _find_pair(self, annotator: str, wnid: str, exclude: set[str], notes: list[str], check: bool) -> Item | None:
         free = set(self._free_files(wnid, exclude))

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from pair_manifest.errors import UserError
 
 if TYPE_CHECKING:
-    from pair_manifest.images import PerceptualHash
+    from pair_manifest.images import ImageFacts
 # pair_manifest.images (and Pillow) is imported where an image is opened: the manifest and
 # the builders use this module's types and id rules without decoding anything.
 from pair_manifest.sqlite_db import ThreadConnections
@@ -160,12 +160,6 @@ class Recorded:
     duplicate: bool = False  # True when the idempotency key had been recorded before
 
 
-@dataclass(frozen=True)
-class ImageFacts:
-    sha256: str
-    phash: PerceptualHash
-
-
 @dataclass
 class AcceptedPair:
     decision: Decision
@@ -221,21 +215,22 @@ class DecisionStore:
 
     def image_facts(self, file: str) -> ImageFacts:
         """SHA-256 and perceptual hash of one image, computed once and cached in the store."""
-        from pair_manifest.images import PerceptualHash, open_rgb, perceptual_hash, sha256_file
+        from pair_manifest.images import ImageFacts, PerceptualHash, image_facts
 
         row = self._connection().execute(
             "SELECT sha256, phash, phash_mirrored FROM images WHERE file = ?", (file,)).fetchone()
         if row:
             return ImageFacts(row["sha256"], PerceptualHash(_unsigned(row["phash"]), _unsigned(row["phash_mirrored"])))
-        path = self.resolve(file)
-        image = open_rgb(path, name=file, max_side=128)
-        facts = ImageFacts(sha256_file(path), perceptual_hash(image))
-        with self._transaction() as connection:
-            connection.execute(
-                "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
-                (file, facts.sha256, _signed(facts.phash.value), _signed(facts.phash.mirrored)),
-            )
+        facts = image_facts(self.resolve(file), name=file)
+        self.remember_facts({file: facts})
         return facts
+
+    def remember_facts(self, facts: dict[str, ImageFacts]) -> None:
+        """Cache facts computed elsewhere (an import hashes on every core)."""
+        with self._transaction() as connection:
+            connection.executemany(
+                "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
+                [(file, f.sha256, _signed(f.phash.value), _signed(f.phash.mirrored)) for file, f in facts.items()])
 
     def resolve(self, file: str) -> Path:
         """Path of `<wnid>/<name>` under the images root; refuses anything that leaves it."""
@@ -262,14 +257,20 @@ class DecisionStore:
             return self._same_request(existing, new, file_a, file_b, tags)
         facts_a, facts_b = self.image_facts(file_a), self.image_facts(file_b)
         if new.verdict == "accept" and new.review_of is None:
-            from pair_manifest.images import NEAR_DUPLICATE_BITS
-
-            distance = facts_a.phash.distance(facts_b.phash)
-            if distance < NEAR_DUPLICATE_BITS and facts_a.sha256 != facts_b.sha256:
-                raise PolicyViolation(
-                    f"{file_a} and {file_b} are near-duplicates (perceptual hashes {distance} bits apart, "
-                    f"limit {NEAR_DUPLICATE_BITS}): a semantic pair needs two different photos")
+            self._check_distinct_photos(file_a, file_b, facts_a, facts_b)
         return self._commit(new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
+
+    def _check_distinct_photos(self, file_a: str, file_b: str, facts_a: ImageFacts, facts_b: ImageFacts) -> None:
+        """The near-duplicate rule (`pair_manifest.near_duplicates`); equal bytes are refused by
+        `_commit` with their own message."""
+        from pair_manifest.near_duplicates import same_photo_files
+
+        if facts_a.sha256 == facts_b.sha256:
+            return
+        if same_photo_files(facts_a, facts_b, self.resolve(file_a), self.resolve(file_b), names=(file_a, file_b)):
+            raise PolicyViolation(
+                f"{file_a} and {file_b} are near-duplicates (perceptual hashes {facts_a.phash.distance(facts_b.phash)} "
+                "bits apart, and their thumbnails line up): a semantic pair needs two different photos")
 
     def replay(self, decision: Decision, *, review_of: int | None, undo_of: int | None) -> Recorded:
         """Append a decision taken from another log (merge, validation), keeping its key, time and

@@ -33,8 +33,10 @@ def test_probe_and_decode_give_the_documented_outcome(edge_cases_root, name, rea
         info = images.probe(path)
         rgb = images.open_rgb(path)
         assert rgb.mode == "RGB" and rgb.size == (info.width, info.height)
+        grey = images.open_grey(path, min_side=32)  # the perceptual hash's own decode
+        assert grey.mode == "L" and min(grey.size) >= min(32, info.width, info.height)
         return
-    for read in (images.probe, images.open_rgb):
+    for read in (images.probe, images.open_rgb, images.open_grey, images.image_facts):
         with pytest.raises(ImageReadError) as caught:
             read(path)
         assert caught.value.reason == reason
@@ -122,3 +124,12 @@ def test_perceptual_hash_catches_copies_and_separates_different_photos(sample_im
         assert h.distance(images.perceptual_hash(copy)) < images.NEAR_DUPLICATE_BITS, what
     for other in files[1:]:
         assert h.distance(images.perceptual_hash(images.open_rgb(other))) >= images.NEAR_DUPLICATE_BITS
+
+
+def test_image_facts_read_the_file_once_for_both_hashes(sample_images):
+    """The store's facts: the file's SHA-256, and a perceptual hash from a small grey decode that
+    agrees with the hash of the full RGB decode to a few bits."""
+    for path in sorted((sample_images / "n04554684").iterdir()):
+        facts = images.image_facts(path)
+        assert facts.sha256 == images.sha256_file(path)
+        assert facts.phash.distance(images.perceptual_hash(images.open_rgb(path, max_side=128))) <= 4
