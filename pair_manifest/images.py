@@ -203,8 +203,10 @@ class PerceptualHash:
     mirrored: int
 
     def distance(self, other: "PerceptualHash") -> int:
-        """Bits that differ, taking the closer of `other` and its mirror image."""
-        return min(hamming(self.value, other.value), hamming(self.value, other.mirrored))
+        """Bits that differ, taking the closer of `other` and its mirror image (either way round,
+        so the distance is symmetric)."""
+        return min(hamming(self.value, other.value), hamming(self.value, other.mirrored),
+                   hamming(self.mirrored, other.value))
 
 
 NEAR_DUPLICATE_BITS = 10  # pHash literature uses ~10 of 64 bits for "same photo"
