@@ -23,10 +23,13 @@ Two tests, because one is not enough:
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
-from pair_manifest.images import NEAR_DUPLICATE_BITS, _dct_matrix
+from pair_manifest.images import NEAR_DUPLICATE_BITS, ImageFacts, ImageReadError, PerceptualHash, _dct_matrix
+from pair_manifest.near_duplicates import same_photo_files
 
 GRID = 64  # side of the grey work image the windows are taken from (pixels.WORK_SIZE)
 DESCRIPTOR_SIZE = 16  # samples per window side before the DCT
@@ -105,9 +108,11 @@ def hash_distances(values: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     return np.minimum(distance, distance.T)
 
 
-def same_photo_groups(sha256: list[str], values: np.ndarray, mirrored: np.ndarray) -> list[int]:
+def same_photo_groups(sha256: list[str], values: np.ndarray, mirrored: np.ndarray,
+                      paths: list[Path] | None = None) -> list[int]:
     """Group id of each image (the index of the group's first member): equal bytes or pHash
-    distance under NEAR_DUPLICATE_BITS, joined transitively."""
+    distance under NEAR_DUPLICATE_BITS, joined transitively. With the images' `paths`, a hash
+    match of different bytes counts only once `pair_manifest.near_duplicates` confirms it."""
     n = len(sha256)
     parent = list(range(n))
 
@@ -124,7 +129,17 @@ def same_photo_groups(sha256: list[str], values: np.ndarray, mirrored: np.ndarra
         if j != i:
             close[i, j] = close[j, i] = True
     for i, j in zip(*np.nonzero(np.triu(close, 1))):
+        if paths is not None and not _confirmed(sha256, values, mirrored, paths, int(i), int(j)):
+            continue
         a, b = root(int(i)), root(int(j))
         if a != b:
             parent[max(a, b)] = min(a, b)
     return [root(i) for i in range(n)]
+
+
+def _confirmed(sha256, values, mirrored, paths, i: int, j: int) -> bool:
+    facts = [ImageFacts(sha256[k], PerceptualHash(int(values[k]), int(mirrored[k]))) for k in (i, j)]
+    try:
+        return same_photo_files(facts[0], facts[1], paths[i], paths[j])
+    except ImageReadError:  # changed since it was embedded: keep the hash's verdict
+        return True

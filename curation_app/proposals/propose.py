@@ -60,14 +60,15 @@ class ClassProposals:
 
 
 def propose_for_class(data, standardize: str, used: set[str], decided: set[tuple[str, str]],
-                      limit: int | None) -> ClassProposals:
+                      limit: int | None, images_root: Path | None = None) -> ClassProposals:
     """Pairs for one class. `data` is the class's `ClassData` (files sorted by name)."""
     if len(data) < 2:
         return ClassProposals([], 0, 0)
     objects, contexts = standardise(data.vectors, data.context,
                                     class_statistics(data.vectors, data.context, standardize))
     members: dict[int, list[int]] = defaultdict(list)
-    for index, group in enumerate(same_photo_groups(data.sha256, data.phash, data.phash_mirrored)):
+    paths = [images_root / f for f in data.files] if images_root is not None else None
+    for index, group in enumerate(same_photo_groups(data.sha256, data.phash, data.phash_mirrored, paths)):
         members[group].append(index)
     keep, used_count, duplicates = [], 0, 0
     for indices in members.values():
@@ -220,7 +221,7 @@ def propose(images_root: str | Path, project_dir: str | Path, *, classes: str | 
             data, _ = cache.load(model.cache_key, wnid, sorted(report.usable_files(wnid)))
             used = store.used_images(wnid) if store else set()
             decided = store.decided_pairs(wnid) if store else set()
-            result = propose_for_class(data, model.standardize, used, decided, per_class)
+            result = propose_for_class(data, model.standardize, used, decided, per_class, root)
             summary.duplicates += result.duplicates
             summary.used += result.used
             rows += [{"wnid": wnid, "file_a": a, "file_b": b, "score": score, "rank": rank, "embedder": model.label}

@@ -82,3 +82,20 @@ def test_the_store_refuses_copies_and_accepts_hash_alike_distinct_photos(tmp_pat
     first, second = COLLIDING[0]
     recorded = store.record(NewDecision("k2", WNID, f"{WNID}/{first}", f"{WNID}/{second}", "accept", "alice"))
     assert recorded.decision.verdict == "accept" and store.count() == 1
+
+
+def test_proposals_group_only_confirmed_matches(planted):
+    """The proposals' same-photo groups use the same rule: a colliding pair of distinct photos
+    stays two groups, a copy joins its original."""
+    import numpy as np
+
+    from curation_app.proposals.duplicates import same_photo_groups
+
+    original, mirror = next((o, c) for o, c in planted if c.stem.endswith("_mirror"))
+    paths = [HASH_ALIKE / name for name in COLLIDING[0]] + [original, mirror]
+    facts = [image_facts(p) for p in paths]
+    values = np.array([f.phash.value for f in facts], dtype=np.uint64)
+    mirrored = np.array([f.phash.mirrored for f in facts], dtype=np.uint64)
+    digests = [f.sha256 for f in facts]
+    assert same_photo_groups(digests, values, mirrored)[:2] == [0, 0]  # the hash alone joins them
+    assert same_photo_groups(digests, values, mirrored, paths) == [0, 1, 2, 2]
