@@ -26,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from pair_manifest.errors import UserError
 
@@ -44,6 +45,7 @@ VERDICTS = ("accept", "reject", "skip", "undo")
 TAGS = ("background", "occlusion", "pattern", "illumination", "viewpoint", "other")
 STORE_FILE = "decisions.sqlite"
 SCHEMA_VERSION = 1
+MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -242,6 +244,25 @@ class DecisionStore:
 
     def record(self, new: NewDecision) -> Recorded:
         """Append one decision after checking the policy; returns once it has committed."""
+        file_a, file_b, tags = self._checked(new)
+        existing = self._by_key(new.idempotency_key)
+        if existing:
+            return self._same_request(existing, new, file_a, file_b, tags)
+        facts_a, facts_b = self.image_facts(file_a), self.image_facts(file_b)
+        if new.verdict == "accept" and new.review_of is None:
+            self._check_distinct_photos(file_a, file_b, facts_a, facts_b)
+        return self._commit(new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
+
+    @contextmanager
+    def bulk(self) -> Iterator["BulkRecorder"]:
+        """Many decisions in one transaction (an import): each `record` is checked exactly like
+        `DecisionStore.record`, a refused one changes nothing, and all of them commit together
+        when the block ends (or none, if it raises)."""
+        with self._transaction() as connection:
+            yield BulkRecorder(self, connection)
+
+    def _checked(self, new: NewDecision) -> tuple[str, str, str]:
+        """The checks that need no image and no database: (file_a, file_b, tags), canonical."""
         if new.verdict not in ("accept", "reject", "skip"):
             raise UserError(f"verdict: '{new.verdict}' is not one of accept, reject, skip (use undo_last to undo)")
         check_file_id(new.wnid, new.file_a)
@@ -252,13 +273,7 @@ class DecisionStore:
         file_a, file_b = canonical_pair(new.file_a, new.file_b)
         if file_a == file_b:
             raise PolicyViolation(f"{file_a}: a pair needs two different files")
-        existing = self._by_key(new.idempotency_key)
-        if existing:
-            return self._same_request(existing, new, file_a, file_b, tags)
-        facts_a, facts_b = self.image_facts(file_a), self.image_facts(file_b)
-        if new.verdict == "accept" and new.review_of is None:
-            self._check_distinct_photos(file_a, file_b, facts_a, facts_b)
-        return self._commit(new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
+        return file_a, file_b, tags
 
     def _check_distinct_photos(self, file_a: str, file_b: str, facts_a: ImageFacts, facts_b: ImageFacts) -> None:
         """The near-duplicate rule (`pair_manifest.near_duplicates`); equal bytes are refused by
@@ -293,25 +308,33 @@ class DecisionStore:
         return self._commit(new, file_a, file_b, canonical_tags(new.tags), decision.sha256_a, decision.sha256_b)
 
     def _commit(self, new: NewDecision, file_a: str, file_b: str, tags: str, sha_a: str, sha_b: str) -> Recorded:
+        with self._transaction() as connection:
+            return self._append(connection, new, file_a, file_b, tags, sha_a, sha_b)
+
+    def _append(self, connection, new: NewDecision, file_a: str, file_b: str, tags: str, sha_a: str,
+                sha_b: str) -> Recorded:
+        """Check the policy against the store's state and append (inside a write transaction)."""
         if new.verdict == "accept" and new.review_of is None and sha_a == sha_b:
             raise PolicyViolation(f"{file_a} and {file_b} have the same bytes (SHA-256 {sha_a[:12]}…)")
-        with self._transaction() as connection:
-            existing = self._by_key(new.idempotency_key)  # a concurrent retry may have won the race
-            if existing:
-                return self._same_request(existing, new, file_a, file_b, tags)
-            if new.review_of is not None:
-                self._check_review(connection, new, file_a, file_b)
-            else:
-                self._check_annotation(connection, new.verdict, new.wnid, file_a, file_b)
-            cursor = connection.execute(
-                "INSERT INTO decisions (idempotency_key, wnid, file_a, file_b, sha256_a, sha256_b, verdict,"
-                " tags, annotator, decided_at, source, review_of, undo_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
-                (new.idempotency_key, new.wnid, file_a, file_b, sha_a, sha_b, new.verdict,
-                 tags, new.annotator, new.decided_at or utc_now(), new.source, new.review_of),
-            )
-            seq = cursor.lastrowid
-            _apply(connection, self._get(connection, seq))
-            return Recorded(self._get(connection, seq))
+        existing = self._by_key(new.idempotency_key)  # a concurrent retry may have won the race
+        if existing:
+            return self._same_request(existing, new, file_a, file_b, tags)
+        if new.review_of is not None:
+            self._check_review(connection, new, file_a, file_b)
+        else:
+            self._check_annotation(connection, new.verdict, new.wnid, file_a, file_b)
+        decided_at = new.decided_at or utc_now()
+        cursor = connection.execute(
+            "INSERT INTO decisions (idempotency_key, wnid, file_a, file_b, sha256_a, sha256_b, verdict,"
+            " tags, annotator, decided_at, source, review_of, undo_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+            (new.idempotency_key, new.wnid, file_a, file_b, sha_a, sha_b, new.verdict,
+             tags, new.annotator, decided_at, new.source, new.review_of),
+        )
+        decision = Decision(cursor.lastrowid, new.idempotency_key, new.wnid, file_a, file_b, sha_a, sha_b,
+                            new.verdict, tuple(t for t in tags.split("|") if t), new.annotator, decided_at,
+                            new.source, new.review_of, None)
+        _apply(connection, decision)
+        return Recorded(decision)
 
     def undo_last(self, annotator: str, idempotency_key: str, *, decided_at: str | None = None) -> Recorded | None:
         """Undo the annotator's most recent decision that is still in effect (None if there is none)."""
@@ -500,6 +523,27 @@ class DecisionStore:
                 _apply(connection, _decision(row))
 
 
+class BulkRecorder:
+    """`DecisionStore.bulk()`'s handle: records into the open transaction, with the image facts
+    the caller computed (an import hashes on every core)."""
+
+    def __init__(self, store: DecisionStore, connection: sqlite3.Connection):
+        self.store = store
+        self.connection = connection
+
+    def record(self, new: NewDecision, facts_a: ImageFacts, facts_b: ImageFacts) -> Recorded:
+        store = self.store
+        file_a, file_b, tags = store._checked(new)
+        if canonical_pair(new.file_a, new.file_b) != (new.file_a, new.file_b):
+            facts_a, facts_b = facts_b, facts_a
+        existing = store._by_key(new.idempotency_key)
+        if existing:
+            return store._same_request(existing, new, file_a, file_b, tags)
+        if new.verdict == "accept" and new.review_of is None:
+            store._check_distinct_photos(file_a, file_b, facts_a, facts_b)
+        return store._append(self.connection, new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
+
+
 def _apply(connection: sqlite3.Connection, decision: Decision) -> None:
     """Update the derived tables for one new decision (inside its transaction)."""
     key = (decision.file_a, decision.file_b)
@@ -600,11 +644,18 @@ def resolve_image(images_root: str | Path, file: str) -> Path:
     """The path of a `<wnid>/<name>` id, refusing traversal and symlinks that leave the root."""
     wnid = file.split("/", 1)[0]
     check_file_id(wnid, file)
-    root = Path(images_root).resolve()
-    path = root / file
-    real = path.resolve()
-    if root not in real.parents:
-        raise UserError(f"{file}: resolves outside the images root")
-    if not real.is_file():
-        raise UserError(f"{file}: no such image under {images_root}")
+    name_bytes = len(file.split("/", 1)[1].encode("utf-8", "surrogateescape"))
+    if name_bytes > MAX_NAME_BYTES:
+        raise UserError(f"{file[:60]}…: the file name is {name_bytes} bytes, longer than a file system allows "
+                        f"({MAX_NAME_BYTES}); no such image under {images_root}")
+    try:
+        root = Path(images_root).resolve()
+        path = root / file
+        real = path.resolve()
+        if root not in real.parents:
+            raise UserError(f"{file}: resolves outside the images root")
+        if not real.is_file():
+            raise UserError(f"{file}: no such image under {images_root}")
+    except OSError as error:
+        raise UserError(f"{file}: cannot be read under {images_root} ({error.strerror or error})") from None
     return path
