@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,36 @@ def _dataset_error(source: Source, error: Exception) -> TrainingError:
     return TrainingError(f"--data {source.describe()}: {type(error).__name__}: {first_line}")
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _folder_state(folder: str) -> tuple:
+    """Every file under a local folder with its size and mtime: a cheap test that nothing changed."""
+    state = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            state.append((os.path.relpath(os.path.join(root, name), folder), stat.st_size, stat.st_mtime_ns))
+    return tuple(state)
+
+
 def fingerprint(source: Source, hf_cache_dir: str | None = None) -> str:
-    """A hex key that changes whenever the data files of the config change (see module docstring)."""
+    """A hex key that changes whenever the data files of the config change (see module docstring).
+
+    Remembered per process while a local folder's files stay as they were: asking `datasets` means
+    parsing the release card's YAML (about a second for the full 187-class card), and `reproduce`
+    asks once per run it trains."""
+    key = (source, hf_cache_dir, _folder_state(source.location) if source.local else None)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _fingerprint(source, hf_cache_dir)
+    return _FINGERPRINTS[key]
+
+
+def _fingerprint(source: Source, hf_cache_dir: str | None) -> str:
     import datasets
 
     args, kwargs = _load_kwargs(source, hf_cache_dir)

@@ -21,8 +21,10 @@ def evaluate_frozen(kind: str, run_dir: str | Path, dataset: str, device: str = 
     run = load_run(run_dir)
     data = open_dataset(dataset, image_column, label_column)
     target = pick_device(device)
+    loaded = time.perf_counter()
     train, train_cached = cached_features(run, data, "train", target, batch_size, workers)
     test, test_cached = cached_features(run, data, "test", target, batch_size, workers)
+    extracted = time.perf_counter()
     num_classes = len(data.classes)
     if kind == "linear":
         result = linear_probe(train, test, num_classes, target, weight_decays)
@@ -30,6 +32,8 @@ def evaluate_frozen(kind: str, run_dir: str | Path, dataset: str, device: str = 
         result = knn_eval(train, test, num_classes, target, k, temperature)
     else:
         raise ValueError(f"kind: {kind!r} is not linear or knn")
+    result["timing"] = {"load_seconds": round(loaded - started, 3), "feature_seconds": round(extracted - loaded, 3),
+                        "fit_seconds": round(time.perf_counter() - extracted, 3)}
     result.update({
         "kind": kind, "dataset": data.name, "run": str(run.run_dir), "checkpoint_sha256": run.checkpoint_sha256,
         "resolution": run.resolution, "feature_dim": int(train.x.shape[1]), "num_classes": num_classes,

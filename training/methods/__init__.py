@@ -2,11 +2,16 @@
 
 The contract every method module follows (no base class: a method is readable in one sitting):
 
-- a frozen dataclass `Hyperparameters` holding the original paper's values, each cited, including
-  the optimizer recipe it was published with: `optimizer` ("lars" | "sgd" | "adamw"), `base_lr`
-  (scaled linearly by batch/256 unless the paper says otherwise), `weight_decay`, `warmup_epochs`,
-  and whatever the loss needs (temperatures, EMA momentum, projector sizes); where the paper gives
-  one recipe per architecture, an optional `default_hyperparameters(backbone_name)` picks it (DINO);
+- a frozen dataclass `Hyperparameters` holding the original paper's values, each cited: the
+  method's own (temperatures, EMA momentum, projector sizes), range-checked in `__post_init__`
+  with the `training.recipe.require_*` helpers, and `recipe: Recipe = Recipe(...)`, the optimizer
+  recipe it was published with (`training/recipe.py`: optimizer "lars" | "sgd" | "adamw",
+  `base_lr` scaled linearly by batch/256, weight decay, warm-up epochs, and the optional pieces:
+  momentum, betas, LARS trust coefficient and exclusions, the cosine's end (`final_lr_ratio` or
+  `min_lr`), `base_lr_biases`, `constant_lr_modules`, a weight-decay schedule, gradient clipping).
+  A misspelt recipe field is a TypeError at import; the loop reads `hp.recipe.x`, never a default.
+  Where the paper gives one recipe per architecture, an optional `default_hyperparameters(backbone)`
+  picks it (DINO);
 - a pure loss function over embeddings (e.g. `simclr_loss(z_a, z_b, temperature)`), computed in
   float32 whatever the autocast dtype, unit-tested against a direct float64 implementation;
 - an `nn.Module` named `Method` built as `Method(backbone, feature_dim, hp)` with
@@ -14,18 +19,10 @@ The contract every method module follows (no base class: a method is readable in
   batches, already augmented and normalized), `update_targets(progress)` (EMA teachers and
   momentum schedules; `progress` in [0, 1] is the fraction of training done; a no-op where the
   method has none) and `eval_backbone()` returning the network to evaluate (online network for
-  BYOL and MoCo, teacher for DINO, the backbone otherwise).
+  BYOL and MoCo, teacher for DINO, the backbone otherwise); its heads built with
+  `training.heads.mlp` from the blocks of the official code.
 
-What the training loop (training/loop.py, training/optim.py) also reads, all optional:
-- `Hyperparameters` fields, each with the default used when absent: `momentum` (0.9, LARS/SGD),
-  `betas` ((0.9, 0.999), AdamW), `lars_eta` (0.001), `lars_exclude_bias_and_norm` (True: tensors
-  with ndim <= 1 get neither weight decay nor the trust ratio under LARS; AdamW always spares them,
-  SGD never does), `final_lr_ratio` (0.0: the cosine ends at peak x ratio) or `min_lr` (an absolute
-  end value, wins over the ratio), `base_lr_biases` (a separate base lr for ndim <= 1 tensors,
-  scaled like base_lr: Barlow Twins), `constant_lr_modules` (names of submodules whose lr stays at
-  the peak, no warmup or decay: SimSiam's predictor), `weight_decay_end` (cosine weight-decay
-  schedule from weight_decay to it: DINO), `clip_grad` (0 = off: clip each parameter's gradient
-  norm to it, as DINO's `clip_gradients`).
+What the training loop (training/loop.py, training/optim.py) also reads:
 - a class attribute `capturable = True` when `forward` does no host sync (`.item()`, `bool(t)`,
   data-dependent shapes) and keeps no Python-side state that changes between steps: only then may
   the loop capture forward + backward + optimizer step in one CUDA graph (`--cuda-graphs`).

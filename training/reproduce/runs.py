@@ -139,10 +139,16 @@ def run_value(folder: Path, value: str) -> float | None:
 
 
 def run_environment(folder: Path) -> str:
-    """`device, torch X` from env.json, for the report's list of runs."""
-    path = folder / "env.json"
+    """`device, torch X, seed N, started DATE` from env.json and config.json, for the report's list
+    of runs: what a reader needs to judge and repeat the number."""
     try:
-        env = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        env = json.loads((folder / "env.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return "environment unknown"
-    return f"{env.get('device', '?')}, torch {env.get('torch', '?')}"
+    try:
+        seed = json.loads((folder / "config.json").read_text()).get("seed", "?")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        seed = "?"
+    if not isinstance(env, dict):
+        return "environment unknown"
+    return f"{env.get('device', '?')}, torch {env.get('torch', '?')}, seed {seed}, started {env.get('started', '?')}"
