@@ -57,21 +57,6 @@ def make_run(folder: Path, backbone: str, resolution: int) -> Path:
     return folder
 
 
-def seed_hub(hub, folder: Path, repo_id: str) -> int:
-    """Put every file of `folder` into a new dataset repo of the loopback Hub, in one commit."""
-    from tests.support.loopback_hub import Blob, git_blob_sha1, is_lfs_path
-
-    repo = hub.create_repo("dataset", repo_id, private=False)
-    files, total = dict(repo.head.files), 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        name = path.relative_to(folder).as_posix()
-        files[name] = Blob(hub.store(data), git_blob_sha1(data), len(data), lfs=is_lfs_path(name, data[:1024]))
-        total += len(data)
-    hub.new_commit(repo, "upload", "", files, added=sorted(files), deleted=[])
-    return total
-
-
 def hub_folder_from_images(images: Path, out: Path, train: int, test: int) -> Path:
     """A folder in uoft-cs/cifar10's Hub layout (`plain_text/{train,test}-*.parquet`, columns `img`
     and `label`) holding `train` and `test` images taken in turn, repeated as needed, from
@@ -164,9 +149,10 @@ def main() -> int:
                                                      args.test_images)
         if args.hub_folder:
             from tests.support.loopback_hub import LoopbackHub
+            from tests.training.eval_support import seed_hub
 
             hub = LoopbackHub(tmp / "hub").start()
-            size = seed_hub(hub, args.hub_folder, HUB_ID)
+            size = seed_hub(hub, args.hub_folder, HUB_ID)  # tests/training/eval_support.py
             env = hub.client_env(tmp / "hf_home", token=None, base=env)
             dataset = "cifar10"  # the short name: resolved to the Hub id, fetched over HTTP
             print(f"dataset: {args.hub_folder} served as {HUB_ID} by the loopback Hub ({size / 1e6:.0f} MB), "

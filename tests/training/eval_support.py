@@ -74,3 +74,19 @@ def pixel_features(cifar_root: Path, split: str, size: int = 8) -> tuple[np.ndar
             x.append(np.asarray(gray, dtype=np.float32).ravel() / 255)
             y.append(label)
     return np.stack(x), np.asarray(y, dtype=np.int64)
+
+
+def seed_hub(hub, folder: Path, repo_id: str) -> int:
+    """Put every file of `folder` into a new public dataset repo of the loopback Hub (one commit, as
+    an upload would make it); returns the bytes stored."""
+    from tests.support.loopback_hub import Blob, git_blob_sha1, is_lfs_path
+
+    repo = hub.create_repo("dataset", repo_id, private=False)
+    files, total = dict(repo.head.files), 0
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        name = path.relative_to(folder).as_posix()
+        files[name] = Blob(hub.store(data), git_blob_sha1(data), len(data), lfs=is_lfs_path(name, data[:1024]))
+        total += len(data)
+    hub.new_commit(repo, "upload", "", files, added=sorted(files), deleted=[])
+    return total

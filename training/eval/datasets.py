@@ -30,7 +30,15 @@ class HubSpec:
     label_column: str
 
 
-# The paper's transfer datasets (§4) and their public Parquet copies on the Hub.
+# The paper's transfer datasets (§4) and their public Parquet copies on the Hub, with the columns
+# their cards declare (checked against the Hub's dataset pages and the TFDS community catalog):
+# - uoft-cs/cifar10: the canonical CIFAR-10 repo (the old id `cifar10` redirects there), config
+#   `plain_text`, `img` (Image) and `label` (ClassLabel, 10 names), 50,000 train / 10,000 test;
+# - uoft-cs/cifar100: `img`, `fine_label` (100 classes, the paper's) and `coarse_label` (20),
+#   50,000 / 10,000;
+# - tanganke/stl10: no organisation publishes STL-10 on the Hub; this Parquet copy of the labelled
+#   splits has `image` (96x96) and `label` (ClassLabel, 10 names), 5,000 train / 8,000 test
+#   (`data/{train,test}-*.parquet`), the splits of the original release.
 KNOWN_DATASETS = {
     "cifar10": HubSpec("uoft-cs/cifar10", "img", "label"),
     "cifar100": HubSpec("uoft-cs/cifar100", "img", "fine_label"),
