@@ -65,7 +65,10 @@ def register_manifest(subparsers) -> None:
 
     validate = actions.add_parser("validate", help="list every problem of a manifest (exit 1 if any)")
     validate.add_argument("path", metavar="PATH", help="manifest folder or pairs.parquet")
-    validate.add_argument("--images", metavar="ROOT", help="images root: also check files, bytes and decoding")
+    validate.add_argument("--images", metavar="ROOT", help="images root: also check every file's bytes and structure")
+    validate.add_argument("--pixels", action="store_true",
+                          help="with --images: also decode every image and check that no pair is one photo twice "
+                               "(slower; for manifests made outside this toolkit, whose hashes were never checked)")
     validate.set_defaults(handler=run_validate)
 
     stats = actions.add_parser("stats", help="progress per class, annotator, tag; review agreement; proposals")
@@ -108,13 +111,18 @@ def run_export(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     import sys
 
-    from pair_manifest.errors import ProblemsFound
+    from pair_manifest.errors import ProblemsFound, UserError
     from pair_manifest.validate import validate_manifest
 
-    problems = validate_manifest(args.path, args.images, progress=sys.stderr.isatty())
+    if args.pixels and not args.images:
+        raise UserError("--pixels: needs --images ROOT (the images to decode)")
+    problems = validate_manifest(args.path, args.images, pixels=args.pixels, progress=sys.stderr.isatty())
     if problems:
         raise ProblemsFound(f"{args.path}: invalid", problems)
-    print(f"{args.path}: valid" + ("" if args.images else " (files not checked: pass --images ROOT)"))
+    unchecked = ("files not checked: pass --images ROOT" if not args.images else
+                 "pixels not decoded: pass --pixels to also check decoding and near-duplicates" if not args.pixels
+                 else "")
+    print(f"{args.path}: valid" + (f" ({unchecked})" if unchecked else ""))
     return 0
 
 

@@ -1,12 +1,22 @@
 """`manifest validate`: every problem of a manifest, listed, instead of the first one.
 
 Checks the schema, the class list, pair ids, ranks, the one-pair-per-image policy and the
-decision log; with an images root also that every file exists inside it, has the recorded bytes,
-decodes, and that the two photos of a pair are not near-duplicates.
+decision log; with an images root also that every file exists inside it, has the recorded bytes
+and an intact image structure (as `scan` checks it); with `pixels` also that every image decodes
+and that the two photos of a pair are not one photo.
+
+Why pixels are a separate step: a file whose bytes match the manifest's SHA-256 is the file the
+decision store decoded and compared when the pair was accepted, so the byte check answers the
+usual question ("is my copy of the images the one the manifest was made from?") by reading and
+hashing, which runs at disk speed. Decoding every image is bounded by JPEG entropy decoding
+(about 1 ms per ILSVRC photo per core), several times slower: it is for manifests made outside
+this toolkit. Both run on every core.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,14 +27,14 @@ from pair_manifest.manifest import REVIEW_STATUSES, Manifest, read_manifest
 from pair_manifest.store import TAGS, VERDICTS, check_file_id, pair_id, resolve_image
 
 
-def validate_manifest(path: str | Path, images_root: str | Path | None = None, *,
+def validate_manifest(path: str | Path, images_root: str | Path | None = None, *, pixels: bool = False,
                       progress: bool = False) -> list[str]:
     """All problems found (an empty list means the manifest is valid)."""
     try:
         manifest = read_manifest(path)
     except UserError as error:
         return [str(error)]
-    return manifest_problems(manifest, images_root, progress=progress)
+    return manifest_problems(manifest, images_root, pixels=pixels, progress=progress)
 
 
 def read_valid_manifest(path: str | Path, consequence: str) -> Manifest:
@@ -48,7 +58,7 @@ _PAIR_COLUMNS = ["pair_id", "wnid", "label", "file_a", "file_b", "sha256_a", "sh
 _DECISION_COLUMNS = ["seq", "wnid", "verdict", "review_of", "undo_of", "file_a", "file_b", "sha256_a", "sha256_b", "tags"]
 
 
-def manifest_problems(manifest: Manifest, images_root: str | Path | None = None, *,
+def manifest_problems(manifest: Manifest, images_root: str | Path | None = None, *, pixels: bool = False,
                       progress: bool = False) -> list[str]:
     """All problems of a manifest already read (`validate_manifest` without the read)."""
     rows = manifest.pairs.select(_PAIR_COLUMNS).to_pylist()
@@ -105,7 +115,7 @@ def manifest_problems(manifest: Manifest, images_root: str | Path | None = None,
     if manifest.decisions is not None:
         problems += _check_log(rows, manifest.decisions.select(_DECISION_COLUMNS).to_pylist())
     if images_root is not None:
-        problems += _check_files(rows, Path(images_root), progress)
+        problems += _check_files(rows, Path(images_root), progress, pixels=pixels)
     return problems
 
 
@@ -143,26 +153,63 @@ def _check_log(rows: list[dict], decisions: list[dict]) -> list[str]:
                        if (row["file_a"], row["file_b"], row["sha256_a"], row["sha256_b"]) not in accepts]
 
 
-def _check_files(rows: list[dict], root: Path, progress: bool) -> list[str]:
-    from pair_manifest.images import NEAR_DUPLICATE_BITS, ImageReadError, open_rgb, perceptual_hash, sha256_file
-
-    problems = []
+def _check_files(rows: list[dict], root: Path, progress: bool, workers: int | None = None,
+                 pixels: bool = False) -> list[str]:
+    """Every file against the manifest's SHA-256 and its image structure (header and end marker,
+    as `scan` checks it); with `pixels`, also that it decodes and that the two photos of a pair
+    are not one photo. Pairs are checked on every core."""
     if not root.is_dir():
         return [f"{root}: images root is not a folder"]
-    for row in tqdm(rows, desc="checking images", unit="pair", disable=not progress, leave=False):
-        hashes = []
-        for side in ("a", "b"):
-            file = row[f"file_{side}"]
+    pairs = [(row["pair_id"], row["file_a"], row["file_b"], row["sha256_a"], row["sha256_b"]) for row in rows]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(pairs)))
+    chunks = [pairs[i::workers * 8] for i in range(workers * 8)] if workers > 1 else [pairs]
+    problems: list[tuple[str, str]] = []
+    with tqdm(total=len(pairs), desc="checking images", unit="pair", disable=not progress, leave=False) as bar:
+        if workers == 1:
+            for chunk in chunks:
+                problems += _pair_problems(str(root), chunk, pixels)
+                bar.update(len(chunk))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for chunk, found in zip(chunks, pool.map(_pair_problems, [str(root)] * len(chunks), chunks,
+                                                         [pixels] * len(chunks))):
+                    problems += found
+                    bar.update(len(chunk))
+    order = {pair[0]: n for n, pair in enumerate(pairs)}
+    return [problem for _, problem in sorted(problems, key=lambda item: order[item[0]])]
+
+
+def _pair_problems(root: str, pairs: list[tuple[str, str, str, str, str]], pixels: bool) -> list[tuple[str, str]]:
+    """(pair_id, problem) for each problem of these pairs' files (run in a worker process)."""
+    from pair_manifest.images import ImageReadError, image_facts, probe, sha256_file
+    from pair_manifest.near_duplicates import same_photo_files
+
+    found = []
+    for pair, file_a, file_b, sha_a, sha_b in pairs:
+        facts, paths = [], []
+        for side, file, expected in (("a", file_a, sha_a), ("b", file_b, sha_b)):
             try:
                 path = resolve_image(root, file)
-                if sha256_file(path) != row[f"sha256_{side}"]:
-                    problems.append(f"{file}: bytes differ from the manifest's sha256_{side}")
-                hashes.append(perceptual_hash(open_rgb(path, name=file, max_side=128)))
-            except (UserError, ImageReadError) as error:
-                problems.append(str(error))
-        if len(hashes) == 2 and row["sha256_a"] != row["sha256_b"]:
-            distance = hashes[0].distance(hashes[1])
-            if distance < NEAR_DUPLICATE_BITS:
-                problems.append(f"pair {row['pair_id']}: {row['file_a']} and {row['file_b']} are near-duplicates "
-                                f"({distance} bits apart)")
-    return problems
+                if pixels:
+                    facts.append(image_facts(path, name=file))
+                    digest = facts[-1].sha256
+                else:
+                    digest = sha256_file(path)
+                    probe(path)
+            except UserError as error:
+                found.append((pair, str(error) if not isinstance(error, ImageReadError)
+                              else f"{file}: {error.reason}: {error.detail}"))
+                continue
+            except OSError as error:
+                found.append((pair, f"{file}: cannot be read ({error.strerror or error})"))
+                continue
+            if digest != expected:
+                found.append((pair, f"{file}: bytes differ from the manifest's sha256_{side}"))
+            paths.append(path)
+        if pixels and len(facts) == 2 and sha_a != sha_b:
+            try:
+                if same_photo_files(facts[0], facts[1], paths[0], paths[1], names=(file_a, file_b)):
+                    found.append((pair, f"pair {pair}: {file_a} and {file_b} are near-duplicates (one photo)"))
+            except ImageReadError as error:
+                found.append((pair, f"{error.path}: {error.reason}: {error.detail}"))
+    return found

@@ -204,3 +204,40 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path):
         write_atomically(target, full_disk)
     assert failed.value.filename == str(target) and failed.value.errno == 28
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["pairs.parquet"]
+
+
+def test_validate_images_finds_copies_missing_and_changed_files_the_same_on_every_core(tmp_path, images_copy,
+                                                                                       files):
+    """`validate --images` checks pairs in worker processes: the problems and their order are
+    those of one process. A re-encoded copy of a photo paired with it is one photo; a missing
+    file and a changed file are named."""
+    import io
+
+    from PIL import Image
+
+    from pair_manifest.images import sha256_file
+    from pair_manifest.store import pair_id
+    from pair_manifest.validate import _check_files
+
+    write_csv(tmp_path / "p.csv", [(WNID, files[i], files[i + 1], "", "") for i in range(0, 12, 2)])
+    assert cli("manifest", "import", tmp_path / "p.csv", "--images", images_copy, "--out", tmp_path / "m").returncode == 0
+    rows = pq.read_table(tmp_path / "m" / PAIRS_FILE).to_pylist()
+    copy = f"{WNID}/zz_reencoded_copy.JPEG"  # sorts after the original
+    buffer = io.BytesIO()
+    Image.open(images_copy / rows[2]["file_a"]).convert("RGB").save(buffer, "JPEG", quality=70)
+    (images_copy / copy).write_bytes(buffer.getvalue())
+    rows[2].update(file_b=copy, sha256_b=sha256_file(images_copy / copy), pair_id=pair_id(rows[2]["file_a"], copy))
+    (images_copy / rows[4]["file_b"]).unlink()
+    with open(images_copy / rows[5]["file_a"], "ab") as handle:
+        handle.write(b"appended")
+    expected = [f"pair {rows[2]['pair_id']}: {rows[2]['file_a']} and {copy} are near-duplicates (one photo)",
+                f"{rows[4]['file_b']}: no such image under {images_copy}",
+                f"{rows[5]['file_a']}: bytes differ from the manifest's sha256_a"]
+    assert _check_files(rows, images_copy, progress=False, workers=1, pixels=True) == expected
+    assert _check_files(rows, images_copy, progress=False, workers=2, pixels=True) == expected
+    # Without pixels the copy's bytes match its own SHA-256: only the missing and changed files
+    assert _check_files(rows, images_copy, progress=False, workers=2) == expected[1:]
+    truncated = images_copy / rows[0]["file_b"]
+    truncated.write_bytes(truncated.read_bytes()[:-300])  # a cut JPEG: structure, and bytes, are wrong
+    assert f"{rows[0]['file_b']}: truncated: JPEG data ends without its end marker" in \
+        _check_files(rows, images_copy, progress=False, workers=2)[0]
