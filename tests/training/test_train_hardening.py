@@ -47,6 +47,14 @@ def _one_line_error(capsys) -> str:
     return err
 
 
+def _ten_steps_into(disk: Path, sample_repo, training_cache, capsys) -> Path:
+    """A run on `disk` stopped after 10 of its 20 steps, with its step-10 checkpoint."""
+    run = disk / "run"
+    assert main(_train_args(sample_repo, run, training_cache) + ["--steps", "10", "--checkpoint-every", "10"]) == 0
+    capsys.readouterr()
+    return run
+
+
 @pytest.fixture(scope="module")
 def finished_run(sample_repo, training_cache, tmp_path_factory) -> Path:
     """A run that went to the end of its schedule (1 epoch of 20 steps), written by `train` itself."""
@@ -73,9 +81,7 @@ def test_an_out_that_is_a_file_is_refused_in_one_line(sample_repo, training_cach
 def test_a_read_only_file_system_is_one_line_and_the_run_resumes_once_writable(sample_repo, training_cache, tmp_path,
                                                                                capsys):
     with tmpfs(tmp_path / "disk", "16m") as disk:
-        run = disk / "run"
-        assert main(_train_args(sample_repo, run, training_cache) + ["--steps", "10", "--checkpoint-every", "10"]) == 0
-        capsys.readouterr()
+        run = _ten_steps_into(disk, sample_repo, training_cache, capsys)
         before = _folder_digest(run)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         assert main(["train", "--out", str(run), "--resume", "--no-progress"]) != 0
@@ -93,9 +99,7 @@ def test_a_read_only_file_system_is_one_line_and_the_run_resumes_once_writable(s
 def test_a_disk_that_fills_while_a_checkpoint_is_saved_keeps_the_previous_one(sample_repo, training_cache, tmp_path,
                                                                               capsys):
     with tmpfs(tmp_path / "disk", "16m") as disk:
-        run = disk / "run"
-        assert main(_train_args(sample_repo, run, training_cache) + ["--steps", "10", "--checkpoint-every", "10"]) == 0
-        capsys.readouterr()
+        run = _ten_steps_into(disk, sample_repo, training_cache, capsys)
         checkpoint = run / "checkpoints" / "last.pt"
         saved = checkpoint.read_bytes()
         assert len(saved) > 256 * 1024  # the next one cannot fit in what is left below
