@@ -88,9 +88,14 @@ _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 def _header_info(handle, path: Path) -> ImageInfo:
+    with _opened(handle, path) as image:
+        return ImageInfo(image.format or "?", image.width, image.height, image.mode)
+
+
+def _opened(handle, path: Path) -> Image.Image:
+    """`Image.open` with its failures (not an image, a bomb, a broken header) as ImageReadError."""
     try:
-        with Image.open(handle) as image:
-            info = ImageInfo(image.format or "?", image.width, image.height, image.mode)
+        image = Image.open(handle)
     except UnidentifiedImageError:
         raise ImageReadError(path, NOT_AN_IMAGE, "the bytes are not in any image format Pillow reads") from None
     except Image.DecompressionBombError as error:  # over twice Pillow's limit: it gives only the pixel count
@@ -100,13 +105,14 @@ def _header_info(handle, path: Path) -> ImageInfo:
                                               f"{MAX_PIXELS / 1e6:.0f} megapixels") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(path, CORRUPT, str(error)) from None
-    if info.width * info.height > MAX_PIXELS:
+    if image.width * image.height > MAX_PIXELS:
+        image.close()
         raise ImageReadError(
             path, TOO_LARGE,
-            f"{info.width}x{info.height} = {info.width * info.height / 1e6:.0f} megapixels exceeds the limit of "
+            f"{image.width}x{image.height} = {image.width * image.height / 1e6:.0f} megapixels exceeds the limit of "
             f"{MAX_PIXELS / 1e6:.0f} megapixels",
         )
-    return info
+    return image
 
 
 def open_rgb(source: str | Path | bytes, *, name: str | None = None, max_side: int | None = None,
@@ -145,10 +151,8 @@ def _decode(source: str | Path | bytes, name: str | None, mode: str, draft_side:
         except OSError as error:
             raise ImageReadError(label, UNREADABLE, error.strerror or str(error)) from None
     try:
-        info = _header_info(handle, Path(label))
-        handle.seek(0)
-        with Image.open(handle) as image:
-            if draft_side and info.format == "JPEG":
+        with _opened(handle, Path(label)) as image:
+            if draft_side and image.format == "JPEG":
                 image.draft(mode, (draft_side, draft_side))
             try:
                 image.load()
@@ -229,12 +233,10 @@ _MIRROR_SIGNS = np.array([1.0 if u % 2 == 0 else -1.0 for u in range(8)])[None, 
 
 
 def _bits(block: np.ndarray) -> int:
+    """64 bits, the first coefficient the most significant: above the median or not."""
     flat = block.flatten()
-    median = np.median(flat[1:])  # the DC term says only "how bright", leave it out
-    value = 0
-    for bit in flat > median:
-        value = (value << 1) | int(bit)
-    return value
+    median = np.partition(flat[1:], 31)[31]  # of the 63 AC terms (the DC term says only "how bright")
+    return int.from_bytes(np.packbits(flat > median).tobytes(), "big")
 
 
 def perceptual_hash(image: Image.Image) -> PerceptualHash:

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 from typing import TYPE_CHECKING, Iterator
@@ -277,12 +279,13 @@ class DecisionStore:
 
     def _check_distinct_photos(self, file_a: str, file_b: str, facts_a: ImageFacts, facts_b: ImageFacts) -> None:
         """The near-duplicate rule (`pair_manifest.near_duplicates`); equal bytes are refused by
-        `_commit` with their own message."""
-        from pair_manifest.near_duplicates import same_photo_files
+        `_append` with their own message."""
+        from pair_manifest.near_duplicates import grey_thumbnail, same_photo
 
         if facts_a.sha256 == facts_b.sha256:
             return
-        if same_photo_files(facts_a, facts_b, self.resolve(file_a), self.resolve(file_b), names=(file_a, file_b)):
+        if same_photo(facts_a, facts_b, lambda: (grey_thumbnail(self.resolve(file_a), name=file_a),
+                                                 grey_thumbnail(self.resolve(file_b), name=file_b))):
             raise PolicyViolation(
                 f"{file_a} and {file_b} are near-duplicates (perceptual hashes {facts_a.phash.distance(facts_b.phash)} "
                 "bits apart, and their thumbnails line up): a semantic pair needs two different photos")
@@ -649,13 +652,18 @@ def resolve_image(images_root: str | Path, file: str) -> Path:
         raise UserError(f"{file[:60]}…: the file name is {name_bytes} bytes, longer than a file system allows "
                         f"({MAX_NAME_BYTES}); no such image under {images_root}")
     try:
-        root = Path(images_root).resolve()
-        path = root / file
-        real = path.resolve()
-        if root not in real.parents:
+        root = _real_root(str(images_root))
+        path = Path(root, file)
+        real = os.path.realpath(path)
+        if not real.startswith(root.rstrip(os.sep) + os.sep):
             raise UserError(f"{file}: resolves outside the images root")
-        if not real.is_file():
+        if not os.path.isfile(real):
             raise UserError(f"{file}: no such image under {images_root}")
     except OSError as error:
         raise UserError(f"{file}: cannot be read under {images_root} ({error.strerror or error})") from None
     return path
+
+
+@lru_cache(maxsize=64)
+def _real_root(images_root: str) -> str:
+    return os.path.realpath(images_root)
