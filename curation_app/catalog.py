@@ -5,13 +5,17 @@ A class is scanned (`pair_manifest.scan`) the first time someone needs it, not a
 1,300 files of an ImageNet class take a fraction of a second, the 243,000 of 187 classes would
 keep the server from starting for a minute. Files the scan rejects, and files that fail later
 (decoding a preview, hashing on accept), are recorded in the work state, logged, and never shown
-again; the annotator sees a note instead of a stack trace.
+again; the annotator sees a note instead of a stack trace. A class folder that cannot be read
+(permission denied) is reported with its reason and left out; the other classes work.
 
-The per-class scan is `pair_manifest.scan.scan_class` with the project folder and the users file
-protected: it refuses, without opening them, files that resolve there. Opening the decision store through any other file descriptor would silently drop SQLite's POSIX
-locks for the whole server process, and another process could then checkpoint and delete the
-write-ahead log under it: acknowledged decisions would be lost. (A test found exactly that with a
-symlink to the store in a class folder.)
+The project's own files (decision store, work state, caches) and the users file are never even
+opened through an image name: opening the decision store through any other file descriptor would
+silently drop SQLite's POSIX locks for the whole server process, and another process could then
+checkpoint and delete the write-ahead log under it: acknowledged decisions would be lost. Two
+rules catch every way a class folder can reach them: a path that resolves into the project folder
+or to the users file (a symlink; the scan's own rule, `scan_class(protected=...)`), and a file
+that *is* one of them under another name (a hard link: same device and inode). Both are checked
+with `stat`, which opens nothing.
 """
 from __future__ import annotations
 
@@ -37,17 +41,22 @@ class Catalog:
             raise UserError(f"{self.root}: images root is not a folder")
         self.real_root = self.root.resolve()
         self.project_dir = Path(project_dir).resolve()
-        self._guarded = (str(self.project_dir), *(str(Path(p).resolve()) for p in protected_files))
+        self._protected_files = tuple(Path(p).resolve() for p in protected_files)
+        self._guarded = (str(self.project_dir), *(str(p) for p in self._protected_files))
         self.selection = selection
         self.work = work
-        with os.scandir(self.root) as entries:
-            present = {e.name for e in entries if e.is_dir()}
+        try:
+            with os.scandir(self.root) as entries:
+                present = {e.name for e in entries if e.is_dir()}
+        except OSError as error:
+            raise UserError(f"{self.root}: cannot read the images root ({error.strerror or error})") from None
         self.wnids = [w for w in selection.wnids if w in present]  # label order
         if not self.wnids:
             raise UserError(f"{self.root}: none of the {len(selection)} selected classes has a folder here "
                             f"(expected {self.root}/<wnid>/, e.g. {selection.wnids[0]})")
         self.missing = [w for w in selection.wnids if w not in present]
         self.names = {w: selection.by_wnid(w).name for w in self.wnids}
+        self.unreadable: dict[str, str] = {}  # wnid -> why its folder cannot be read
         self._usable: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._class_locks = {w: threading.Lock() for w in self.wnids}
@@ -59,7 +68,8 @@ class Catalog:
         return f"{self.names.get(wnid, '?')} ({wnid})"
 
     def files(self, wnid: str) -> list[str]:
-        """Usable `<wnid>/<name>` ids of one class, minus images found bad while curating."""
+        """Usable `<wnid>/<name>` ids of one class, minus images found bad while curating (none
+        for a class whose folder cannot be read)."""
         if wnid not in self:
             raise UserError(f"{wnid}: not a class of this project")
         usable = self._usable.get(wnid)
@@ -73,16 +83,66 @@ class Catalog:
         return [f for f in usable if f not in bad] if bad else usable
 
     def protected(self, real: Path) -> bool:
-        """A resolved path the app must never open or serve: the users file, and anything in the
-        project folder (decision store, work state, caches); the scan's own rule."""
-        return is_protected(str(real), str(self.real_root), self._guarded)
+        """A resolved path the app must never open or serve: the users file, anything in the
+        project folder (decision store, work state, caches), or one of those under another name
+        (a hard link)."""
+        if is_protected(str(real), str(self.real_root), self._guarded):
+            return True
+        try:
+            status = os.stat(real)
+        except OSError:
+            return False
+        return status.st_nlink > 1 and (status.st_dev, status.st_ino) in self._protected_inodes()
+
+    def _protected_inodes(self) -> set[tuple[int, int]]:
+        """(device, inode) of the users file and of every file in the project folder, read now:
+        SQLite creates and deletes its -wal and -shm files, `users add` replaces the users file."""
+        inodes = set()
+        for path in self._protected_files:
+            try:
+                status = os.stat(path)
+                inodes.add((status.st_dev, status.st_ino))
+            except OSError:
+                pass
+        for folder, _, names in os.walk(self.project_dir):
+            if Path(folder).name == "cache":  # previews only: thousands of files, nothing to protect
+                continue
+            for name in names:
+                try:
+                    status = os.stat(os.path.join(folder, name), follow_symlinks=False)
+                except OSError:
+                    continue
+                inodes.add((status.st_dev, status.st_ino))
+        return inodes
 
     def _scan(self, wnid: str) -> list[str]:
-        usable, rejected, _ = scan_class(self.root, wnid, self._guarded)
+        try:
+            usable, rejected, _ = scan_class(self.root, wnid, self._guarded + self._hard_links(wnid))
+        except OSError as error:
+            reason = error.strerror or str(error)
+            if self.unreadable.setdefault(wnid, reason) == reason:
+                log.warning("class folder %s cannot be read (%s); the class is left out", self.root / wnid, reason)
+            return []
         for name, reason in rejected:
             if self.work.mark_bad(wnid, f"{wnid}/{name}", reason):
                 log.warning("unusable image skipped: %s/%s: %s", wnid, name, reason)
         return [f"{wnid}/{name}" for name in usable]
+
+    def _hard_links(self, wnid: str) -> tuple[str, ...]:
+        """Paths in the class folder that are a protected file under another name, so the scan
+        rejects them without opening them (a file with one link cannot be another file)."""
+        found, inodes = [], None
+        with os.scandir(self.root / wnid) as entries:
+            for entry in entries:
+                try:
+                    status = entry.stat()
+                except OSError:
+                    continue
+                if status.st_nlink > 1:
+                    inodes = self._protected_inodes() if inodes is None else inodes
+                    if (status.st_dev, status.st_ino) in inodes:
+                        found.append(os.path.realpath(entry.path))
+        return tuple(found)
 
     def mark_bad(self, wnid: str, file: str, reason: str) -> str:
         """Record an image that failed while curating; returns the note shown to the annotator."""
@@ -92,6 +152,8 @@ class Catalog:
 
     def bad_note(self, wnid: str) -> str | None:
         """A short note about the unusable files of a class, or None."""
+        if wnid in self.unreadable:
+            return f"The folder of this class cannot be read ({self.unreadable[wnid]}); it is left out."
         bad = self.work.bad_images(wnid)
         if not bad:
             return None

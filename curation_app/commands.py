@@ -46,13 +46,27 @@ def register(subparsers) -> None:
 def configure_logging(project_dir) -> None:
     """Everything to PROJECT/curation.log; warnings and up also to the terminal."""
     import logging
+    import sys
+    import time
     from pathlib import Path
 
     log = logging.getLogger("curation_app")
     if any(getattr(h, "_curation", False) for h in log.handlers):
         return
     Path(project_dir).mkdir(parents=True, exist_ok=True)
-    to_file = logging.FileHandler(Path(project_dir) / "curation.log", encoding="utf-8")
+
+    class LogFile(logging.FileHandler):
+        """A full disk must not print a traceback per log line: one notice a minute instead."""
+
+        last_notice = float("-inf")
+
+        def handleError(self, record):  # noqa: N802 - logging's name
+            if time.monotonic() - LogFile.last_notice > 60:
+                LogFile.last_notice = time.monotonic()
+                print(f"warning: {self.baseFilename}: cannot write the log ({sys.exc_info()[1]}); "
+                      "lines are lost until it can", file=sys.stderr, flush=True)
+
+    to_file = LogFile(Path(project_dir) / "curation.log", encoding="utf-8")
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     to_terminal = logging.StreamHandler()
     to_terminal.setLevel(logging.WARNING)
@@ -62,6 +76,25 @@ def configure_logging(project_dir) -> None:
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+
+
+def check_project_folder(project) -> None:
+    """The project folder must be writable (decisions are committed there): refuse at once, in one
+    line, a file in the way, a read-only file system or a folder without write permission."""
+    import tempfile
+
+    from pair_manifest.errors import UserError
+
+    if project.exists() and not project.is_dir():
+        raise UserError(f"--project {project}: is a file; the project needs a folder there")
+    try:
+        project.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=project, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        where = error.filename if error.filename and str(error.filename) != str(project) else project
+        raise UserError(f"--project {project}: cannot write the project folder here "
+                        f"({where}: {error.strerror or error})") from None
 
 
 def start_app(images, project, *, classes=None, host="127.0.0.1", port=7860, users_file=None, target=157,
@@ -77,11 +110,12 @@ def start_app(images, project, *, classes=None, host="127.0.0.1", port=7860, use
     if login_required(host, users_file) and users_file is None:
         raise UserError(f"--host {host}: the app would listen beyond 127.0.0.1, so it needs a login: pass --users "
                         "FILE (create it with `semantic-pairs users add --users FILE NAME`)")
-    users = UserBook(users_file) if users_file else None
+    check_project_folder(Path(project))
+    configure_logging(project)
+    users = UserBook(users_file) if users_file else None  # warns (terminal and log) if others may read it
     selection = load_selection(classes)
     sock = bind(host, port)
     try:
-        configure_logging(project)
         from curation_app.service import Curation
 
         curation = Curation(images, project, selection, target=target,

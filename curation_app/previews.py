@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
+import logging
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
+from pair_manifest.atomic import write_atomically
+from pair_manifest.errors import environment_error_message
 from pair_manifest.images import open_rgb
+
+log = logging.getLogger("curation_app")
 
 SIZES = {"thumb": 256, "preview": 768}  # longest side in pixels: pick grid / verify pair
 JPEG_QUALITY = {"thumb": 80, "preview": 85}
@@ -30,6 +34,7 @@ class Previews:
         self._held = 0
         self._lock = threading.Lock()
         self._making: dict[str, threading.Lock] = {}
+        self._last_disk_warning = float("-inf")
 
     def get(self, path: Path, file_id: str, size: str) -> bytes:
         """JPEG bytes of `path` at `size` ('thumb' or 'preview'); raises ImageReadError."""
@@ -46,13 +51,24 @@ class Previews:
                 disk = self.cache_dir / size / key[:2] / f"{key}.jpg"
                 try:
                     data = disk.read_bytes()
-                except FileNotFoundError:
+                except OSError:  # not made yet (or the cache cannot be read): make it
                     data = render(path, file_id, size)
-                    _write_atomically(disk, data)
+                    self._keep_on_disk(disk, data)
                 self._remember(key, data)
         with self._lock:
             self._making.pop(key, None)
         return data
+
+    def _keep_on_disk(self, disk: Path, data: bytes) -> None:
+        """The disk copy only spares a later decode: a full or read-only disk costs speed, never
+        the preview (logged once a minute, not per image)."""
+        try:
+            write_atomically(disk, lambda handle: handle.write(data))
+        except OSError as error:
+            now = time.monotonic()
+            if now - self._last_disk_warning > 60:
+                self._last_disk_warning = now
+                log.warning("previews are not cached on disk: %s", environment_error_message(error) or error)
 
     def _from_memory(self, key: str) -> bytes | None:
         with self._lock:
@@ -77,16 +93,3 @@ def render(path: Path, file_id: str, size: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=JPEG_QUALITY[size])
     return buffer.getvalue()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".preview.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pair_manifest.classes import ClassSelection
 from pair_manifest.errors import UserError
+from pair_manifest.sqlite_db import StorageError
 from pair_manifest.images import ImageReadError
 from pair_manifest.near_duplicates import same_photo_files
 from pair_manifest.store import (DecisionStore, IdempotencyConflict, NewDecision, PolicyViolation, canonical_pair,
@@ -244,6 +245,33 @@ class Curation:
             self.work.set_current(annotator, replace(item, key=new_key()))
             return self._view(annotator, mode, self._resume(annotator, mode, notes), notes)
 
+    def after_storage_error(self, annotator: str, key: str, error: StorageError) -> View:
+        """The page after the disk refused a write (full, read-only): whether the decision of
+        the key pressed was saved all the same (looked up in the log), and the current item,
+        shown without writing anything."""
+        done = (self.store.decision_for_key(key) or self.store.decision_for_key(f"undo:{key}")) if key else None
+        if done is not None:
+            what = "undo" if done.verdict == "undo" else done.verdict
+            notes = [f"Saved: {what} (decision {done.seq}). The server then could not prepare your next item: "
+                     f"{error.cause}."]
+        else:
+            notes = [f"Not saved: the server cannot write its files ({error.cause}). Everything saved before is "
+                     "kept."]
+        notes.append("Tell whoever runs the server; once it has space again, press the key again.")
+        mode = self.work.mode(annotator)
+        item = self.work.current(annotator, mode)
+        accepted = self.store.accepted_counts()
+        counts = {"class_accepted": accepted.get(item.wnid, 0) if item and item.wnid else None, "target": self.target,
+                  "overall_accepted": sum(accepted.get(w, 0) for w in self.catalog.wnids),
+                  "overall_target": self.target * len(self.catalog.wnids), "classes": len(self.catalog.wnids),
+                  "my_decisions": self.store.live_count(annotator)}
+        view = View(annotator, mode, item, notes=notes, counts=counts)
+        if item is not None and item.wnid:
+            view.class_name = self.catalog.names.get(item.wnid, "")
+        else:
+            view.message = "Nothing can be shown until the server can write again."
+        return view
+
     # -- recording ---------------------------------------------------------------------------
 
     def _record(self, annotator: str, mode: str, item: Item, new: NewDecision, notes: list[str]) -> View:
@@ -398,7 +426,11 @@ class Curation:
                 return item
             self.work.release(annotator, kind, wnid)
             if self.work.preferred_class(annotator) == wnid:
-                notes.append(f"Nothing left for you in {self.catalog.label(wnid)} in {mode} mode; moving on.")
+                if wnid in self.catalog.unreadable:
+                    notes.append(f"{self.catalog.label(wnid)}: its folder cannot be read "
+                                 f"({self.catalog.unreadable[wnid]}); the other classes go on.")
+                else:
+                    notes.append(f"Nothing left for you in {self.catalog.label(wnid)} in {mode} mode; moving on.")
                 self.work.set_preferred_class(annotator, None)
         placeholder = keep_placeholder or Item(new_key(), mode, "", ())
         self.work.set_current(annotator, placeholder)

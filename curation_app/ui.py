@@ -16,6 +16,7 @@ from importlib import resources
 import gradio as gr
 
 from pair_manifest.errors import UserError
+from pair_manifest.sqlite_db import StorageError
 from pair_manifest.store import TAGS
 
 from curation_app.progress import ProgressBoard
@@ -65,41 +66,53 @@ class Handlers:
         return (render_item(view), view.item.key if view.item else "", tags, view.to_json(), render_notes(view),
                 view.mode, preferred)
 
-    def _run(self, request, action):
+    def _run(self, request, action, key: str = ""):
         try:
             annotator = self.who(request)
         except UserError as error:
             raise gr.Error(str(error)) from None
         try:
             view = action(annotator)
+        except StorageError as error:  # a full or read-only disk: say whether this key was saved
+            log.error("storage refused a write for %s: %s", annotator, error)
+            view = self.curation.after_storage_error(annotator, key, error)
         except UserError as error:
-            view = self.curation.view(annotator)
+            view = self._current_view(annotator, key)
             view.notes.append(str(error))
         except Exception:  # noqa: BLE001 - never a stack trace in the page
             reference = uuid.uuid4().hex[:8]
             log.exception("internal error %s for %s", reference, annotator)
-            view = self.curation.view(annotator)
+            view = self._current_view(annotator, key)
+            saved = self.curation.store.decision_for_key(key) if key else None
             view.notes.append(f"Something went wrong on the server (reference {reference}, details in curation.log); "
-                              "nothing was recorded by this action.")
+                              + (f"your decision was saved (decision {saved.seq})." if saved else
+                                 "nothing was recorded by this action."))
         return self._outputs(view)
+
+    def _current_view(self, annotator: str, key: str) -> View:
+        try:
+            return self.curation.view(annotator)
+        except StorageError as error:
+            log.error("storage refused a write for %s: %s", annotator, error)
+            return self.curation.after_storage_error(annotator, key, error)
 
     def current(self, request: gr.Request):
         return self._run(request, self.curation.view)
 
     def accept(self, key, tags, request: gr.Request):
-        return self._run(request, lambda who: self.curation.decide(who, key or "", "accept", tags or ()))
+        return self._run(request, lambda who: self.curation.decide(who, key or "", "accept", tags or ()), key or "")
 
     def reject(self, key, tags, request: gr.Request):  # noqa: ARG002 - same inputs as accept
-        return self._run(request, lambda who: self.curation.decide(who, key or "", "reject"))
+        return self._run(request, lambda who: self.curation.decide(who, key or "", "reject"), key or "")
 
     def skip(self, key, tags, request: gr.Request):  # noqa: ARG002
-        return self._run(request, lambda who: self.curation.decide(who, key or "", "skip"))
+        return self._run(request, lambda who: self.curation.decide(who, key or "", "skip"), key or "")
 
     def pick(self, key, file, tags, request: gr.Request):
-        return self._run(request, lambda who: self.curation.pick(who, key or "", file or "", tags or ()))
+        return self._run(request, lambda who: self.curation.pick(who, key or "", file or "", tags or ()), key or "")
 
     def undo(self, key, request: gr.Request):
-        return self._run(request, lambda who: self.curation.undo(who, key or ""))
+        return self._run(request, lambda who: self.curation.undo(who, key or ""), key or "")
 
     def mode(self, mode, request: gr.Request):
         return self._run(request, lambda who: self.curation.set_mode(who, mode))

@@ -14,7 +14,9 @@ import base64
 import hashlib
 import hmac
 import os
+import logging
 import re
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ SALT_BYTES = 16
 HASH_BYTES = 32
 MIN_PASSWORD_LENGTH = 8
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+log = logging.getLogger("curation_app")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,21 @@ def add_user(path: str | Path, name: str, password: str, *, log2_n: int = SCRYPT
     return outcome
 
 
+def exposure_warning(path: str | Path) -> str | None:
+    """A warning when others than the owner may read or write the users file: the hashes are
+    salted and slow, but a copy can be attacked offline, and a writable file can be given a new
+    account. None when the mode is 0600 (what `users add` writes) or stricter."""
+    path = Path(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (f"{path} is readable or writable by other users (mode {mode:04o}): anyone on this machine can copy "
+            f"its password hashes; run `chmod 600 {path}`")
+
+
 class UserBook:
     """The server's view of the users file, re-read whenever the file changes."""
 
@@ -121,11 +140,14 @@ class UserBook:
 
     def reload(self) -> None:
         with self._lock:
-            stat = self.path.stat() if self.path.exists() else None
-            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
+            status = self.path.stat() if self.path.exists() else None
+            stamp = (status.st_mtime_ns, status.st_size, status.st_ino) if status else None
             if stamp is None or stamp != self._stamp:  # a missing file is an error, not "no users"
                 self._accounts = read_accounts(self.path)
                 self._stamp = stamp
+                warning = exposure_warning(self.path)
+                if warning:
+                    log.warning("%s", warning)
 
     def names(self) -> list[str]:
         self.reload()

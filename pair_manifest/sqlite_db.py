@@ -3,6 +3,12 @@
 One connection per thread (Gradio runs handlers in threads; a connection must not cross them),
 WAL mode so readers never block the writer, and explicit `BEGIN IMMEDIATE` transactions so
 writers in several processes serialize on the database lock instead of failing on upgrade.
+
+A write the machine refuses (a full disk, a read-only file system, an I/O error) becomes a
+`StorageError` naming the file, not a bare `sqlite3.OperationalError`. Such an error can come
+from a COMMIT that in fact took effect (SQLite reports a failed automatic checkpoint, which runs
+right after the commit, as the commit's result), so callers that must not lose an acknowledgement
+look the write up again (the decision store does, by idempotency key).
 """
 from __future__ import annotations
 
@@ -14,6 +20,29 @@ from typing import Iterator
 
 from pair_manifest.errors import UserError
 
+# Primary result codes of the machine refusing a write (https://sqlite.org/rescode.html).
+_FULL, _IOERR, _READONLY, _CANTOPEN, _PERM = 13, 10, 8, 14, 3
+_CAUSES = {_FULL: "the disk is full", _IOERR: "the disk reported an I/O error",
+           _READONLY: "the file or its file system is read-only", _CANTOPEN: "the file cannot be opened",
+           _PERM: "permission denied"}
+
+
+class StorageError(UserError):
+    """The machine refused a write to a store (disk full, read-only, I/O error); `cause` says
+    which, in words, without the path."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
+
+
+def storage_cause(error: sqlite3.Error) -> str | None:
+    """What the machine refused, for the errors that are the disk's and not the data's."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return _CAUSES.get(code & 0xFF) if code is not None else None
+
 
 class ThreadConnections:
     def __init__(self, path: str | Path, *, synchronous: str, what: str, timeout: float = 60.0,
@@ -24,7 +53,11 @@ class ThreadConnections:
         self.timeout = timeout
         self.foreign_keys = foreign_keys
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"{self.path.parent}: cannot create the folder of the {what} "
+                               f"({error.strerror or error})", error.strerror or str(error)) from None
 
     def connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -36,6 +69,9 @@ class ThreadConnections:
                 if self.foreign_keys:
                     connection.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as error:
+                cause = storage_cause(error)
+                if cause:
+                    raise StorageError(f"{self.path}: cannot open the {self.what}: {cause} ({error})", cause) from None
                 raise UserError(f"{self.path}: not a usable {self.what} ({error})") from None
             connection.row_factory = sqlite3.Row
             self._local.connection = connection
@@ -45,14 +81,28 @@ class ThreadConnections:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: it has committed when the `with` block is left without error."""
         connection = self.connection()
-        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise self._refused(error) from None
         try:
             yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        else:
             connection.execute("COMMIT")
+        except BaseException as error:
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(error, sqlite3.OperationalError) and storage_cause(error):
+                raise self._refused(error) from None
+            raise
+
+    def _refused(self, error: sqlite3.OperationalError) -> Exception:
+        cause = storage_cause(error)
+        if cause is None:
+            return error
+        return StorageError(f"{self.path}: cannot write the {self.what}: {cause} ({error})", cause)
 
     def close(self) -> None:
         """Close this thread's connection (other threads close their own)."""

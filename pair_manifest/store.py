@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
     from pair_manifest.images import ImageFacts
 # pair_manifest.images (and Pillow) is imported where an image is opened: the manifest and
 # the builders use this module's types and id rules without decoding anything.
-from pair_manifest.sqlite_db import ThreadConnections
+from pair_manifest.sqlite_db import StorageError, ThreadConnections
+
+log = logging.getLogger("pair_manifest.store")
 
 VERDICTS = ("accept", "reject", "skip", "undo")
 TAGS = ("background", "occlusion", "pattern", "illumination", "viewpoint", "other")
@@ -311,8 +314,24 @@ class DecisionStore:
         return self._commit(new, file_a, file_b, canonical_tags(new.tags), decision.sha256_a, decision.sha256_b)
 
     def _commit(self, new: NewDecision, file_a: str, file_b: str, tags: str, sha_a: str, sha_b: str) -> Recorded:
-        with self._transaction() as connection:
-            return self._append(connection, new, file_a, file_b, tags, sha_a, sha_b)
+        try:
+            with self._transaction() as connection:
+                return self._append(connection, new, file_a, file_b, tags, sha_a, sha_b)
+        except StorageError:
+            done = self._committed_anyway(new.idempotency_key)
+            if done is None:
+                raise
+            return done
+
+    def _committed_anyway(self, key: str) -> Recorded | None:
+        """After a refused write: the decision if its COMMIT took effect all the same (SQLite
+        reports a failed automatic checkpoint, which runs just after a commit, as its error)."""
+        done = self._by_key(key)
+        if done is not None:
+            log.warning("decision %d (%s) was committed although the disk refused a write right after it",
+                        done.seq, key)
+            return Recorded(done)
+        return None
 
     def _append(self, connection, new: NewDecision, file_a: str, file_b: str, tags: str, sha_a: str,
                 sha_b: str) -> Recorded:
@@ -346,15 +365,21 @@ class DecisionStore:
             if existing.verdict != "undo" or existing.annotator != annotator:
                 raise IdempotencyConflict(f"idempotency key {idempotency_key} was used for another decision")
             return Recorded(existing, duplicate=True)
-        with self._transaction() as connection:
-            target = connection.execute(
-                "SELECT d.seq FROM decisions d WHERE d.annotator = ? AND d.verdict != 'undo'"
-                " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)"
-                " ORDER BY d.seq DESC LIMIT 1", (annotator,)).fetchone()
-            if target is None:
-                return None
-            undone = self._get(connection, target["seq"])
-            return Recorded(self._insert_undo(connection, undone, idempotency_key, decided_at))
+        try:
+            with self._transaction() as connection:
+                target = connection.execute(
+                    "SELECT d.seq FROM decisions d WHERE d.annotator = ? AND d.verdict != 'undo'"
+                    " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)"
+                    " ORDER BY d.seq DESC LIMIT 1", (annotator,)).fetchone()
+                if target is None:
+                    return None
+                undone = self._get(connection, target["seq"])
+                return Recorded(self._insert_undo(connection, undone, idempotency_key, decided_at))
+        except StorageError:
+            done = self._committed_anyway(idempotency_key)
+            if done is None:
+                raise
+            return done
 
     def undo(self, seq: int, annotator: str, idempotency_key: str, *, decided_at: str | None = None) -> Recorded:
         """Undo one given decision of this annotator (used when replaying logs)."""

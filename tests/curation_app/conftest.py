@@ -5,7 +5,7 @@ reachable from this machine only.
 Its layout is deliberately hostile: the project folder and the users file sit *inside* the images
 root (in a class folder), and the class folders hold symlinks leading out of the root and back to
 the project's database, so the image route's refusals are tested against files that really are
-there.
+there (symlinks and hard links).
 """
 from __future__ import annotations
 
@@ -46,8 +46,11 @@ def served(tmp_path_factory) -> Served:
     (images / KEYBOARD / "passwd.JPEG").symlink_to("/etc/passwd")
     server = AppServer(images, project, users=users, host="127.0.0.2",
                        classes=write_classes(base / "classes.csv", WNIDS)).start()
-    # Links that stay inside the root but reach the project database and the users file.
+    # Links that stay inside the root but reach the project database and the users file: symbolic,
+    # and hard (the same files under another name: only their device and inode give them away).
     (images / KEYBOARD / "store.JPEG").symlink_to(project / "decisions.sqlite")
     (images / KEYBOARD / "users.JPEG").symlink_to(users)
+    os.link(project / "decisions.sqlite", images / KEYBOARD / "hard_store.JPEG")
+    os.link(users, images / KEYBOARD / "hard_users.JPEG")
     yield Served(server, images, project, users, outside)
     server.stop()

@@ -81,6 +81,8 @@ ATTEMPTS = {
     "symlink to /etc/passwd": f"/img/preview/{KEYBOARD}/passwd.JPEG",
     "symlink to the decision store": f"/img/original/{KEYBOARD}/store.JPEG",
     "symlink to the users file": f"/img/original/{KEYBOARD}/users.JPEG",
+    "hard link to the decision store": f"/img/preview/{KEYBOARD}/hard_store.JPEG",
+    "hard link to the users file": f"/img/original/{KEYBOARD}/hard_users.JPEG",
     "unknown class": "/img/original/n01440764/n01440764_1.JPEG",
     "unknown size": f"/img/huge/{WASHER}/x.JPEG",
     "null byte": f"/img/original/{WASHER}/x%00.JPEG",
@@ -95,9 +97,10 @@ def test_traversal_attempts_are_refused(served, cookie, what):
     assert str(served.images).encode() not in body  # refusals never show a server path
 
 
-def test_symlinks_to_project_files_are_refused_by_the_deny_list(served, cookie):
-    # These links stay inside the images root: only the rule "never the project or users file" stops them.
-    for name in ("store.JPEG", "users.JPEG"):
+def test_links_to_project_files_are_refused_by_the_deny_list(served, cookie):
+    # These links stay inside the images root: only the rule "never the project or users file" stops
+    # them (for the hard links, their device and inode: their paths are ordinary image paths).
+    for name in ("store.JPEG", "users.JPEG", "hard_store.JPEG", "hard_users.JPEG"):
         status, body, _ = get(served.url, f"/img/original/{KEYBOARD}/{name}", cookie)
         assert status == 403 and b"not an image of this project" in body
 
