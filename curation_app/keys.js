@@ -6,6 +6,33 @@
 //   (the server also refuses to apply one item's decision twice: idempotency keys).
 (function () {
   if (window.__sp) return;
+
+  // The login form shows only "Incorrect credentials" (HTTP 400). An attempt the server refuses
+  // without checking the password (429: paused after repeated failures; 503: busy) would show
+  // nothing at all, so its reason is shown above the form.
+  const originalFetch = window.fetch.bind(window);
+  window.fetch = async (input, init) => {
+    const response = await originalFetch(input, init);
+    if (response.status === 429 || response.status === 503) {
+      const url = new URL(typeof input === "string" ? input : (input && input.url) || "", location.href);
+      if (/\/login\/?$/.test(url.pathname)) {
+        response.clone().json().then((body) => loginNote(body.detail || "Sign-in refused: try again later."))
+          .catch(() => loginNote("Sign-in refused: try again later."));
+      }
+    }
+    return response;
+  };
+  function loginNote(text) {
+    let note = document.getElementById("sp-login-note");
+    if (!note) {
+      note = document.createElement("div");
+      note.id = "sp-login-note";
+      note.setAttribute("role", "alert");
+      document.body.prepend(note);
+    }
+    note.textContent = text;
+  }
+
   const sp = (window.__sp = { pending: false, since: 0, rev: null, selected: -1, choice: "" });
   const ACTIONS = { a: "sp-accept", r: "sp-reject", s: "sp-skip", u: "sp-undo", p: "sp-toggle", v: "sp-review" };
   const IN_FLIGHT_LIMIT_MS = 8000; // after this, a lost response no longer blocks the keys

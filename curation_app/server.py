@@ -6,17 +6,22 @@ addresses (which port forwarding and containers often expose), needs `--users`; 
 server refuses to start. With login on, nothing but the login form and its static assets is
 served to a browser without a session: Gradio checks its own routes, and a middleware in front of
 everything (the image route, Gradio's file routes, any route a later Gradio adds) checks again.
+Repeated failed logins pause that name and that address before any password is hashed, and only a
+few passwords are hashed at once (`curation_app.login_guard`).
 """
 from __future__ import annotations
 
 import getpass
 import logging
+import math
 import re
 import socket
+from contextvars import ContextVar
 from pathlib import Path
 
 from pair_manifest.errors import UserError
 
+from curation_app.login_guard import FIRST_PAUSE, FREE_FAILURES, LONGEST_PAUSE, CheckSlots, LoginThrottle
 from curation_app.service import Curation
 from curation_app.users import UserBook
 
@@ -26,6 +31,12 @@ OPEN_HOSTS = ("127.0.0.1", "::1", "localhost")
 # What the login form itself loads (checked with a real browser; see tests/curation_app).
 PUBLIC_EXACT = frozenset({"/", "/login", "/login/", "/favicon.ico", "/theme.css", "/manifest.json", "/robots.txt"})
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/")
+
+
+AUTH_MESSAGE = (f"Sign in with the name and password from the users file. After {FREE_FAILURES} failed attempts "
+                f"for one name or from one address, sign-in pauses ({FIRST_PAUSE:.0f} s, doubling with each further "
+                f"failure, at most {LONGEST_PAUSE / 60:.0f} minutes).")
+CLIENT_ADDRESS: ContextVar[str] = ContextVar("client_address", default="unknown")
 
 
 def login_required(host: str, users_file: str | Path | None) -> bool:
@@ -54,7 +65,7 @@ def create_app(curation: Curation, *, users: UserBook | None, local_user: str | 
     """The ASGI app. `users` set: login required; otherwise every request acts as `local_user`."""
     import anyio
     import gradio as gr
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse, RedirectResponse
 
     from curation_app.image_route import add_image_route
@@ -69,14 +80,37 @@ def create_app(curation: Curation, *, users: UserBook | None, local_user: str | 
 
     auth = None
     if users is not None:
-        async def auth(name: str, password: str) -> bool:  # scrypt takes ~0.6 s: keep it off the event loop
-            accepted = await anyio.to_thread.run_sync(users.verify, name, password)
-            log.info("login %s for %s", "accepted" if accepted else "refused", name)
-            return accepted
+        throttle, slots = LoginThrottle(), CheckSlots()
+
+        async def auth(name: str, password: str) -> bool:
+            """Paused names and addresses are refused before any hashing (login_guard); scrypt
+            (~0.5 s, 128 MiB) runs off the event loop, a few at a time."""
+            address = CLIENT_ADDRESS.get()
+            wait = throttle.wait(name, address)
+            if wait > 0:
+                seconds = math.ceil(wait)
+                raise HTTPException(429, detail=f"Too many failed sign-ins for this name or from this address: "
+                                                f"try again in {seconds} s.", headers={"Retry-After": str(seconds)})
+            if not slots.admit():
+                log.warning("login of %s from %s refused unchecked: the server is busy checking others", name, address)
+                raise HTTPException(503, detail="The server is busy checking other sign-ins: try again in a few "
+                                                "seconds.", headers={"Retry-After": "5"})
+            accepted = await anyio.to_thread.run_sync(slots.run, lambda: users.verify(name, password))
+            if accepted:
+                throttle.succeeded(name, address)
+                log.info("login accepted for %s from %s", name, address)
+                return True
+            failures, pause = throttle.failed(name, address)
+            if pause:
+                log.warning("login refused for %s from %s (%d failures in a row): sign-in paused for %.0f s",
+                            name, address, failures, pause)
+            else:
+                log.info("login refused for %s from %s (%d failures in a row)", name, address, failures)
+            return False
 
     blocks.queue(default_concurrency_limit=None)
     app = gr.mount_gradio_app(
-        app, blocks, path="", auth=auth, auth_message="Sign in with the name and password from the users file.",
+        app, blocks, path="", auth=auth, auth_message=AUTH_MESSAGE,
         head=page_head(), css=page_css(), footer_links=[], run_history=False, ssr_mode=False,
         blocked_paths=[str(p.resolve()) for p in never_serve] + [str(curation.images_root.resolve())],
     )
@@ -92,6 +126,7 @@ def create_app(curation: Curation, *, users: UserBook | None, local_user: str | 
 
     @app.middleware("http")
     async def require_login(request: Request, call_next):
+        CLIENT_ADDRESS.set(request.client.host if request.client else "unknown")  # read by auth()
         path = request.url.path
         if path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES) or signed_in(request):
             return await call_next(request)

@@ -23,7 +23,8 @@ EDGE_CASES = REPO_ROOT / "sample_data" / "edge_cases" / "train"
 CLI = Path(sys.executable).parent / "semantic-pairs"
 CHROMIUM = "/usr/bin/chromium"  # the path tests/conftest.py checks before a browser test
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password"}
+PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password",
+             "dora": "dora-password"}  # dora: the login-throttle tests' own account
 # Cheaper scrypt than the CLI's 2^17 (0.6 s a login) so a dozen logins stay fast; same code path.
 TEST_LOG2_N = 14
 

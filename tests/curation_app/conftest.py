@@ -39,7 +39,7 @@ def served(tmp_path_factory) -> Served:
     base = tmp_path_factory.mktemp("served")
     images = make_images(base / "images", WNIDS, edge_cases_into=GOLDFISH)
     project = images / BOTTLE / "project_inside_the_root"
-    users = make_users(images / WASHER / "users.txt")
+    users = make_users(images / WASHER / "users.txt", ("alice", "bob", "carol", "dora"))
     outside = base / "outside.JPEG"
     outside.write_bytes((images / WASHER / sorted(os.listdir(images / WASHER))[0]).read_bytes())
     (images / KEYBOARD / "escape.JPEG").symlink_to(outside)
