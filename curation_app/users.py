@@ -30,6 +30,7 @@ SCRYPT_P = 1
 SALT_BYTES = 16
 HASH_BYTES = 32
 MIN_PASSWORD_LENGTH = 8
+MAX_SCRYPT_BYTES = 1 << 30  # a line asking scrypt for more memory than this is refused when read
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 log = logging.getLogger("curation_app")
@@ -51,7 +52,7 @@ class Account:
 
 def _scrypt(password: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
     n = 1 << log2_n
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+    return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p,
                           maxmem=2 * 128 * n * r * p + (1 << 20), dklen=HASH_BYTES)
 
 
@@ -89,8 +90,11 @@ def read_accounts(path: str | Path) -> dict[str, Account]:
             name = check_name(parts[0])
             account = Account(name, int(parts[2]), int(parts[3]), int(parts[4]),
                               base64.b64decode(parts[5], validate=True), base64.b64decode(parts[6], validate=True))
-            if not (10 <= account.log2_n <= 22) or account.r < 1 or account.p < 1 or len(account.digest) != HASH_BYTES:
-                raise ValueError("scrypt parameters out of range")
+            if not (10 <= account.log2_n <= 20 and 1 <= account.r <= 32 and 1 <= account.p <= 16) \
+                    or 128 * account.r * account.p << account.log2_n > MAX_SCRYPT_BYTES:
+                raise ValueError(f"scrypt parameters out of range (2^{account.log2_n}, r={account.r}, p={account.p})")
+            if len(account.salt) < 8 or len(account.digest) != HASH_BYTES:
+                raise ValueError("salt or hash of the wrong length")
         except (ValueError, UserError) as error:
             raise UserError(f"{path} line {number}: malformed user entry ({error})") from None
         if name in accounts:

@@ -116,3 +116,32 @@ def test_gradio_file_routes_serve_nothing_of_the_project(served, cookie):
 def test_a_broken_image_is_refused_with_its_reason(served, cookie):
     status, body, _ = get(served.url, f"/img/preview/{GOLDFISH}/edge_n01443537_truncated.JPEG", cookie)
     assert status == 422 and b"truncated" in body
+
+
+# -- generated request paths ------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SEGMENTS = st.one_of(
+    st.sampled_from(["..", ".", "", WASHER, KEYBOARD, GOLDFISH, "n01440764", "store.JPEG", "hard_store.JPEG",
+                     "users.txt", "escape.JPEG", "passwd.JPEG", "x" * 300 + ".JPEG", "project_inside_the_root",
+                     "decisions.sqlite", "%2e%2e", "%252e%252e%252f", "%00", "%ff%fe.JPEG", "%C3%A9.JPEG", "%5C",
+                     "~", "*", "etc", "passwd", ".JPEG", "a.JPEG;b", "a.JPEG?x=1", "%2F"]),
+    st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#?"), max_size=20),
+    st.binary(max_size=12).map(lambda b: urllib.parse.quote(b, safe="")),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.sampled_from(["original", "preview", "thumb", "huge", ""]),
+       segments=st.lists(SEGMENTS, min_size=0, max_size=5))
+def test_generated_image_paths_get_a_clear_refusal_never_a_server_error(served, cookie, size, segments):
+    path = f"/img/{size}/" + "/".join(segments)
+    status, body, _ = get(served.url, path, cookie)
+    assert status in (200, 400, 403, 404, 405, 422), (path, status, body[:200])
+    if status == 200:  # only an image of the project, by a name that leads to one
+        assert body[:2] in (b"\xff\xd8", b"\x89P") and path.count("/") == 4, path
+        return
+    assert not any(marker in body for marker in SECRET_MARKERS), path
+    assert str(served.images).encode() not in body and str(served.project).encode() not in body

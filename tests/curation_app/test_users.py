@@ -93,3 +93,43 @@ def test_users_add_on_a_terminal_asks_twice_without_echo(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"typed on a tty" not in seen  # never echoed
     assert UserBook(users).verify("erin", "typed on a tty")
+
+
+# -- generated bad users files ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+GOOD_LINE = "alice:scrypt:10:8:1:c2FsdHNhbHRzYWx0:" + "A" * 43 + "="
+PIECES = st.sampled_from(["alice", "bob", "bad name", "", "é", "scrypt", "plain", "17", "10", "99", "-1", "0",
+                          "99999999999999999999", "1e3", "c2FsdA==", "not base64!", "A" * 43 + "=", "#", " ", "\x00",
+                          "\u2028"])
+
+
+@st.composite
+def users_files(draw) -> bytes:
+    lines = draw(st.lists(st.one_of(
+        st.just(GOOD_LINE),
+        st.lists(PIECES, min_size=0, max_size=9).map(":".join),
+        st.text(max_size=40),
+    ), min_size=1, max_size=6))
+    data = "\n".join(lines).encode("utf-8", "surrogatepass")
+    return data + draw(st.sampled_from([b"", b"\n", b"\xff\xfe\n", b"\r\n"]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=users_files())
+def test_generated_users_files_are_refused_by_file_and_line_and_never_changed(tmp_path, content):
+    path = tmp_path / "users.txt"
+    path.write_bytes(content)
+    try:
+        accounts = read_accounts(path)
+    except UserError as error:
+        assert str(error).startswith(f"{path}")  # names the file (and the line, where one is at fault)
+        with pytest.raises(UserError):
+            add_user(path, "newcomer", "a long enough password", log2_n=10)  # refuses to rewrite a bad file
+        assert path.read_bytes() == content
+        return
+    if accounts:  # a file that happens to be valid: the server can check a password against it
+        book = UserBook(path)
+        assert not book.verify(next(iter(accounts)), "surely not the password")
