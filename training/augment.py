@@ -259,17 +259,18 @@ class Ops:
 def apply_params(images: torch.Tensor, params: dict[str, torch.Tensor], out_size: int, ops: Ops,
                  normalize: bool = True, index: torch.Tensor | None = None,
                  sizes: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 (M, 3, H, W) photos -> float (n, 3, out_size, out_size) augmented views.
+    """uint8 (M, H, W, 3) photos -> float (n, 3, out_size, out_size) augmented views.
 
     View i is taken from `images[index[i]]` (default: image i) whose valid box is `sizes[i]` =
-    (w, h) pixels at its top-left (default: the whole image): the cache's canvases, or plain images."""
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images: expected uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    (w, h) pixels at its top-left (default: the whole image): the cache's canvases, or plain images
+    (height x width x RGB, as Pillow and the cache hold them)."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images: expected uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
     n = params["box"].shape[0]
     if index is None:
         index = torch.arange(n, device=images.device)
     if sizes is None:
-        sizes = torch.tensor([[images.shape[-1], images.shape[-2]]], device=images.device).expand(n, 2)
+        sizes = torch.tensor([[images.shape[2], images.shape[1]]], device=images.device).expand(n, 2)
     theta = affine_theta(params["box"], params["angle"], params["flip"])
     x = sample_views(images, index, sizes, theta, out_size)
     if ops.jitter:

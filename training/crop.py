@@ -13,7 +13,8 @@ borders included, and most views are downsampled from the source rather than ups
   to the photo ([-1, 1] across its valid box; the `F.affine_grid` convention). Rotation acts on the
   output square (torchvision rotates the resized crop), so it is a true rotation there.
 - `sample_views`: bilinear interpolation at the mapped points, reading only 4 source pixels per
-  output pixel straight from the uint8 cache (no float copy of whole canvases); coordinates are
+  output pixel straight from the uint8 cache (no float copy of whole canvases; the canvases are
+  height x width x RGB, so one index reads a pixel's three channels); coordinates are
   clamped to the photo's valid box (border padding: a box may end exactly at the photo's edge,
   where the last half pixel would otherwise blend in the empty canvas).
 """
@@ -69,13 +70,13 @@ def affine_theta(box: torch.Tensor, angle: torch.Tensor, flip: torch.Tensor) -> 
 
 def sample_views(source: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, theta: torch.Tensor,
                  out_size: int) -> torch.Tensor:
-    """float (n, 3, out, out) in [0, 1]: view i is photo `source[index[i]]` (its valid box `sizes[i]`
-    = (w, h) pixels at the canvas's top-left) seen through `theta[i]`, bilinear (`F.grid_sample`
-    with align_corners=False and border padding, inside the photo)."""
-    if source.dtype != torch.uint8 or source.dim() != 4 or source.shape[1] != 3:
-        raise ValueError(f"source: expected uint8 (M, 3, H, W) canvases, got {source.dtype} {tuple(source.shape)}")
+    """float (n, 3, out, out) in [0, 1]: view i is photo `source[index[i]]` (uint8 (M, H, W, 3)
+    canvases; its valid box `sizes[i]` = (w, h) pixels at the top-left) seen through `theta[i]`,
+    bilinear (`F.grid_sample` with align_corners=False and border padding, inside the photo)."""
+    if source.dtype != torch.uint8 or source.dim() != 4 or source.shape[-1] != 3:
+        raise ValueError(f"source: expected uint8 (M, H, W, 3) canvases, got {source.dtype} {tuple(source.shape)}")
     n, device = index.shape[0], source.device
-    height, width = source.shape[-2:]
+    height, width = source.shape[1:3]
     centres = (torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * (2.0 / out_size) - 1.0
     gy, gx = torch.meshgrid(centres, centres, indexing="ij")
     gx, gy = gx.reshape(1, -1), gy.reshape(1, -1)  # (1, P)
@@ -86,22 +87,23 @@ def sample_views(source: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor,
     y = t[3] * gx + t[4] * gy + t[5]
     w = sizes[:, 0].to(torch.float32).view(n, 1)
     h = sizes[:, 1].to(torch.float32).view(n, 1)
-    px = (x + 1) * 0.5 * w - 0.5  # pixel coordinates, pixel centres at integers
-    py = (y + 1) * 0.5 * h - 0.5
+    # Pixel coordinates (pixel centres at integers), clamped to the photo as grid_sample's border
+    # padding clamps them; the bilinear weights of the right/lower neighbours are then 0 wherever
+    # those neighbours lie outside the photo, so they need no clamp of their own.
+    px = torch.minimum(((x + 1) * (0.5 * w) - 0.5).clamp_min_(0), w - 1)
+    py = torch.minimum(((y + 1) * (0.5 * h) - 0.5).clamp_min_(0), h - 1)
     x0, y0 = px.floor(), py.floor()
-    fx, fy = (px - x0).unsqueeze(1), (py - y0).unsqueeze(1)  # (n, 1, P)
-    x_max, y_max = (w - 1).long(), (h - 1).long()
-    xs = [torch.minimum(x.long().clamp_min(0), x_max) for x in (x0, x0 + 1)]
-    ys = [torch.minimum(y.long().clamp_min(0), y_max) for y in (y0, y0 + 1)]
-    flat = source.reshape(-1)
-    plane = height * width
-    base = index.to(device=device, dtype=torch.long).view(n, 1, 1) * (3 * plane) \
-        + torch.arange(3, device=device).view(1, 3, 1) * plane  # (n, 3, 1)
-
-    def corner(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return flat[base + (y * width + x).unsqueeze(1)].to(torch.float32)  # (n, 3, P)
-
-    top = corner(ys[0], xs[0]) * (1 - fx) + corner(ys[0], xs[1]) * fx
-    bottom = corner(ys[1], xs[0]) * (1 - fx) + corner(ys[1], xs[1]) * fx
-    views = (top * (1 - fy) + bottom * fy).mul_(1.0 / 255.0)
-    return views.view(n, 3, out_size, out_size)
+    fx, fy = (px - x0).unsqueeze(1), (py - y0).unsqueeze(1)  # (n, 1, P) bilinear weights
+    pixels = source.reshape(-1, 3)  # one row per pixel of every canvas: RGB read with one index
+    top_left = index.to(device=device, dtype=torch.long).view(n, 1) * (height * width) \
+        + (y0 * width + x0).long()  # (n, P); exact in float32: a canvas has at most 2^24 pixels
+    two = torch.arange(2, device=device)  # made on the device: no host-to-device copy per step
+    steps = (two.view(2, 1) * width + two.view(1, 2)).view(4, 1, 1)  # 0, 1, width, width + 1
+    corners = (top_left + steps).clamp_(max=pixels.shape[0] - 1)  # (4, n, P); weightless neighbours of
+    # the very last pixel stay inside the tensor
+    rgb = pixels.index_select(0, corners.view(-1)).view(4, n, -1, 3)
+    # (4, n, 3, P) float in one copy: the blends then run along P
+    rgb = rgb.transpose(2, 3).to(torch.float32, memory_format=torch.contiguous_format)
+    top = torch.lerp(rgb[0], rgb[1], fx)
+    bottom = torch.lerp(rgb[2], rgb[3], fx)
+    return torch.lerp(top, bottom, fy).mul_(1.0 / 255.0).view(n, 3, out_size, out_size)

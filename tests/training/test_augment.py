@@ -32,16 +32,21 @@ def _identity_params(n: int) -> dict:
 ALL_OPS = A.Ops(jitter=True, gray=True, blur=True, solarize=True)
 
 
+def hwc(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, H, W, 3): the layout of the decoded cache the augmentation reads."""
+    return images.permute(0, 2, 3, 1).contiguous()
+
+
 def _batch(images: torch.Tensor, shard_sizes) -> Batch:
     """A batch whose photos are whole square images (no canvas margin)."""
     n = images.shape[0]
     sizes = torch.tensor([[images.shape[-1], images.shape[-2]]]).expand(n, 2)
-    return Batch(images, torch.arange(n), torch.arange(n), sizes, sizes, torch.arange(n), shard_sizes)
+    return Batch(hwc(images), torch.arange(n), torch.arange(n), sizes, sizes, torch.arange(n), shard_sizes)
 
 
 def test_identity_parameters_reproduce_the_image(sample_images):
     images = _real_images(sample_images)
-    out = A.apply_params(images, _identity_params(len(images)), 32, ALL_OPS, normalize=False)
+    out = A.apply_params(hwc(images), _identity_params(len(images)), 32, ALL_OPS, normalize=False)
     assert torch.allclose(out, images.float() / 255, atol=1e-5)
 
 
@@ -49,7 +54,7 @@ def test_flip_mirrors_exactly_the_flipped_samples(sample_images):
     images = _real_images(sample_images)
     params = _identity_params(len(images))
     params["flip"] = torch.arange(len(images)) % 2 == 0
-    out = A.apply_params(images, params, 32, ALL_OPS, normalize=False)
+    out = A.apply_params(hwc(images), params, 32, ALL_OPS, normalize=False)
     source = images.float() / 255
     assert torch.allclose(out[0::2], source[0::2].flip(-1), atol=1e-5)
     assert torch.allclose(out[1::2], source[1::2], atol=1e-5)
@@ -59,7 +64,7 @@ def test_rotation_by_90_degrees_is_rot90(sample_images):
     images = _real_images(sample_images)
     params = _identity_params(len(images))
     params["angle"] = torch.full((len(images),), math.pi / 2)
-    out = A.apply_params(images, params, 32, ALL_OPS, normalize=False)
+    out = A.apply_params(hwc(images), params, 32, ALL_OPS, normalize=False)
     assert torch.allclose(out, torch.rot90(images.float() / 255, 1, (-2, -1)), atol=1e-5)
 
 
@@ -68,7 +73,7 @@ def test_crop_box_matches_torchvision_resized_crop(sample_images):
     top, left, height, width = 6, 10, 20, 30  # pixels of the 48x48 source
     params = _identity_params(len(images))
     params["box"] = torch.tensor([[(left + width / 2) / 48, (top + height / 2) / 48, width / 48, height / 48]] * len(images))
-    out = A.apply_params(images, params, 32, ALL_OPS, normalize=False)
+    out = A.apply_params(hwc(images), params, 32, ALL_OPS, normalize=False)
     reference = TF.resized_crop(images.float() / 255, top, left, height, width, [32, 32], antialias=False)
     # interior pixels: torchvision clamps at the crop edge, the affine map reads the real neighbours
     assert torch.allclose(out[..., 1:-1, 1:-1], reference[..., 1:-1, 1:-1], atol=1e-5)
@@ -97,7 +102,7 @@ def test_grayscale_gives_equal_channels_only_where_drawn(sample_images):
     images = _real_images(sample_images)
     params = _identity_params(len(images))
     params["gray"] = torch.tensor([True, False] * (len(images) // 2))
-    out = A.apply_params(images, params, 32, ALL_OPS, normalize=False)
+    out = A.apply_params(hwc(images), params, 32, ALL_OPS, normalize=False)
     gray = out[params["gray"]]
     assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
     assert torch.allclose(gray[:, 0], TF.rgb_to_grayscale(images[params["gray"]].float() / 255)[:, 0], atol=1e-5)
@@ -129,7 +134,7 @@ def test_parameters_are_drawn_per_sample_and_each_sample_sees_only_its_own(sampl
     image = _real_images(sample_images, n=1)
     batch = image.expand(64, -1, -1, -1).contiguous()
     params = A.sample_params(64, A.PAPER, torch.Generator().manual_seed(1))
-    out = A.apply_params(batch, params, 32, A.Ops.of(A.PAPER), normalize=False)
+    out = A.apply_params(hwc(batch), params, 32, A.Ops.of(A.PAPER), normalize=False)
     flat = out.flatten(1)
     distinct = torch.cdist(flat, flat)[~torch.eye(64, dtype=torch.bool)]
     assert distinct.min() > 1e-3  # no two views of the same image came out alike
@@ -137,8 +142,8 @@ def test_parameters_are_drawn_per_sample_and_each_sample_sees_only_its_own(sampl
         assert params[key].std(dim=0).min() > 0
     for i in (0, 17, 63):  # a sample's output does not depend on its neighbours in the batch
         alone = {k: v[i:i + 1] for k, v in params.items()}
-        assert torch.allclose(A.apply_params(batch[i:i + 1], alone, 32, A.Ops.of(A.PAPER), normalize=False), out[i:i + 1],
-                              atol=1e-5)
+        single = A.apply_params(hwc(batch[i:i + 1]), alone, 32, A.Ops.of(A.PAPER), normalize=False)
+        assert torch.allclose(single, out[i:i + 1], atol=1e-5)
 
 
 def test_probabilities_and_ranges_follow_the_recipe():
@@ -163,13 +168,13 @@ def test_only_c_changes_no_colours(sample_images):
     assert ops == A.Ops(jitter=False, gray=False, blur=False, solarize=False)
     flat = torch.empty(16, 3, 32, 32, dtype=torch.uint8)
     flat[:, 0], flat[:, 1], flat[:, 2] = 200, 40, 90
-    out = A.apply_params(flat, A.sample_params(16, recipe_a, torch.Generator().manual_seed(0)), 32, ops,
+    out = A.apply_params(hwc(flat), A.sample_params(16, recipe_a, torch.Generator().manual_seed(0)), 32, ops,
                          normalize=False)
     assert torch.allclose(out, flat.float() / 255, atol=1e-6)  # crops of a flat colour stay that colour
     params = A.sample_params(1000, recipe_a, torch.Generator().manual_seed(0))
     assert (params["angle"] == 0).all() and not params["flip"].any()
     images = _real_images(sample_images)
-    out = A.apply_params(images, A.sample_params(len(images), recipe_a, torch.Generator().manual_seed(4)), 32, ops,
+    out = A.apply_params(hwc(images), A.sample_params(len(images), recipe_a, torch.Generator().manual_seed(4)), 32, ops,
                          normalize=False)
     for i in range(len(images)):  # values stay within the source's own range per channel (bilinear mixes only)
         source = images[i].float() / 255

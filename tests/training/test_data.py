@@ -24,7 +24,7 @@ def sp(sample_repo, training_cache):
 
 
 def test_sp_decodes_once_into_a_uint8_cache_that_later_loads_reuse(sp, sample_repo, training_cache):
-    assert sp.pairs and sp.images.shape == (334, 2, 3, S, S) and sp.images.dtype == np.uint8
+    assert sp.pairs and sp.images.shape == (334, 2, S, S, 3) and sp.images.dtype == np.uint8
     assert sp.sizes.shape == (334, 2, 2) and (sp.sizes.min(axis=-1) <= 3 * R).all()
     # The release's label space is its class selection (the default 187); the sample fills 18.
     assert len(sp.class_names) == 187 and sp.labels.shape == (334,) and len(set(sp.labels.tolist())) == 18
@@ -35,13 +35,13 @@ def test_sp_decodes_once_into_a_uint8_cache_that_later_loads_reuse(sp, sample_re
     assert np.array_equal(np.asarray(again.images[:5]), np.asarray(sp.images[:5]))
     other = load_dataset(str(sample_repo), "sp", resolution=24, cache_dir=training_cache / "decoded",
                          hf_cache_dir=str(training_cache / "hf"), progress=False)
-    assert other.path != sp.path and other.images.shape[-1] == canvas_side(24)  # keyed by resolution too
+    assert other.path != sp.path and other.images.shape[-2] == canvas_side(24)  # keyed by resolution too
 
 
 def test_sp_batches_pair_two_different_images_of_one_class(sp, sample_images):
     batches = PairBatches(sp, batch_size=32, seed=0, device=torch.device("cpu"))
     batch = batches.batch(0)
-    assert batch.first.shape == batch.second.shape == (32, 3, S, S)
+    assert batch.first.shape == batch.second.shape == (32, S, S, 3)
     for i, row in enumerate(batch.rows.tolist()):
         file_a, file_b = sp.files[row]
         assert file_a != file_b and file_a.split("/")[0] == file_b.split("/")[0]  # one class, two files
@@ -56,7 +56,7 @@ def test_sp_batches_pair_two_different_images_of_one_class(sp, sample_images):
 def test_ap_rows_are_single_images_and_both_views_come_from_one(sample_repo, training_cache, sp):
     ap = load_dataset(str(sample_repo), "ap", resolution=R, cache_dir=training_cache / "decoded",
                       hf_cache_dir=str(training_cache / "hf"), progress=False)
-    assert not ap.pairs and ap.images.shape == (334, 3, S, S)
+    assert not ap.pairs and ap.images.shape == (334, S, S, 3)
     assert np.array_equal(np.asarray(ap.images), np.asarray(sp.images[:, 0]))  # AP = image_a of each pair
     batch = PairBatches(ap, batch_size=16, seed=0, device=torch.device("cpu")).batch(3)
     assert torch.equal(batch.first, batch.second)
@@ -96,7 +96,7 @@ def test_a_changed_local_repo_is_decoded_again(sample_repo, tmp_path):
 def test_tiny_imagenet_folder_is_read_with_imagefolder(tiny_imagenet_root, training_cache):
     data = load_dataset(str(tiny_imagenet_root.parent), "tiny_imagenet", resolution=R,
                         cache_dir=training_cache / "decoded", hf_cache_dir=str(training_cache / "hf"), progress=False)
-    assert not data.pairs and data.images.shape == (300, 3, S, S) and len(data.class_names) == 30
+    assert not data.pairs and data.images.shape == (300, S, S, 3) and len(data.class_names) == 30
     assert data.files[0][0].endswith(".JPEG")
 
 

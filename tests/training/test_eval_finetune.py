@@ -11,13 +11,13 @@ from .eval_support import make_run, small_cifar
 
 
 def test_each_sample_gets_its_own_crop_and_a_full_crop_is_the_image():
-    image = (torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    image = (torch.rand(1, 16, 16, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     index = torch.zeros(8, dtype=torch.long)  # eight views of one image
     crops = crop_and_flip(image, index, 16, (0.2, 0.5), torch.Generator().manual_seed(1))
     distinct = {tuple(c.flatten()[:20].round(decimals=4).tolist()) for c in crops}
     assert len(distinct) == 8  # one parameter draw per sample, not per batch
     whole = crop_and_flip(image, index, 16, (1.0, 1.0), torch.Generator().manual_seed(2))
-    source = image[0].float() / 255
+    source = image[0].permute(2, 0, 1).float() / 255
     for crop in whole:  # the full box resampled at its own size is the image, maybe mirrored
         assert torch.allclose(crop, source, atol=1e-5) or torch.allclose(crop, source.flip(-1), atol=1e-5)
 

@@ -29,7 +29,7 @@ from training.errors import TrainingError
 
 @dataclass
 class Batch:
-    source: torch.Tensor  # uint8 (M, 3, S, S) canvases the views are read from, on the device
+    source: torch.Tensor  # uint8 (M, S, S, 3) canvases the views are read from, on the device
     index_a: torch.Tensor  # (m,) rows of `source`: image_a (SP) or the image (AP)
     index_b: torch.Tensor  # (m,) rows of `source`: image_b (SP) or the same image again (AP)
     size_a: torch.Tensor  # (m, 2) (w, h) of each photo on its canvas
@@ -79,7 +79,7 @@ class PairBatches:
             else:
                 held_images = held_images.pin_memory()
             self.sizes = self.sizes.to(device)
-        self.images = held_images  # (held rows, [2,] 3, S, S)
+        self.images = held_images  # (held rows, [2,] S, S, 3)
         self.labels = torch.from_numpy(np.asarray(data.labels)[self.rows])
         self._epoch, self._orders = -1, []
 

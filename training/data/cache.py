@@ -3,7 +3,7 @@
 Each photo is stored whole on a square canvas (training/data/decode.py: shorter side 3R, canvas
 S = 4R for training resolution R) with its valid size, so the crops of training/crop.py cover the
 whole photo. Layout: `<cache root>/<config>-<fingerprint[:20]>-r<R>/` holding `images.npy` (uint8,
-(N, 3, S, S) for single images or (N, 2, 3, S, S) for pairs, memory-mapped when read), `sizes.npy`
+(N, S, S, 3) for single images or (N, 2, S, S, 3) for pairs, memory-mapped when read), `sizes.npy`
 (int16, (N, 2) or (N, 2, 2): each photo's (w, h) at the canvas's top-left), `labels.npy` (int64,
 (N,)) and `meta.json` (what it is, row ids and file names). The folder is written under a
 temporary name and renamed when complete, so a killed decode leaves nothing a later run would trust.
@@ -38,7 +38,7 @@ MAX_REPORTED_ERRORS = 10
 
 @dataclass
 class DecodedDataset:
-    images: np.ndarray  # uint8 (N, 3, S, S) or (N, 2, 3, S, S) canvases, S = 4R
+    images: np.ndarray  # uint8 (N, S, S, 3) or (N, 2, S, S, 3) canvases, S = 4R
     sizes: np.ndarray  # int16 (N, 2) or (N, 2, 2): (w, h) of each photo at its canvas's top-left
     labels: np.ndarray  # int64 (N,)
     class_names: list[str]
@@ -56,7 +56,7 @@ class DecodedDataset:
 
     def summary(self) -> dict:
         return {"rows": len(self), "pairs": self.pairs, "resolution": self.resolution, "classes": len(self.class_names),
-                "canvas": int(self.images.shape[-1]), "cache_bytes": int(self.images.nbytes),
+                "canvas": int(self.images.shape[-2]), "cache_bytes": int(self.images.nbytes),
                 "fingerprint": self.key, "cache": str(self.path)}
 
 
@@ -98,7 +98,7 @@ def _tasks(rows: Rows, size: int):
 
 def _decode_all(rows: Rows, size: int, out: np.ndarray, sizes: np.ndarray, workers: int,
                 progress: bool) -> list[tuple[int, int, str]]:
-    """Decode every row into `out` ((N, 2, 3, S, S) or (N, 3, S, S)) and `sizes`; returns the decode
+    """Decode every row into `out` ((N, 2, S, S, 3) or (N, S, S, 3)) and `sizes`; returns the decode
     errors."""
     from tqdm import tqdm
 
@@ -189,7 +189,7 @@ def _load(repo_or_dir, config, resolution, cache_dir, workers, hf_cache_dir, pro
     per_row = (2,) if source.pairs else ()
     side = canvas_side(resolution)
     out = np.lib.format.open_memmap(staging / "images.npy", mode="w+", dtype=np.uint8,
-                                    shape=(total, *per_row, 3, side, side))
+                                    shape=(total, *per_row, side, side, 3))
     sizes = np.zeros((total, *per_row, 2), dtype=np.int16)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 32)
     started = time.time()

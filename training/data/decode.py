@@ -6,7 +6,8 @@ side at SOURCE_SCALE x the training resolution: at that size about 95% of the cr
 sampler draws (area 8-100%) are downsampled to the output, not upsampled (at 2x only about 80%).
 It sits at the top-left of a square canvas of CANVAS_SCALE x the resolution, which holds a 4:3
 photo (ILSVRC's usual shape) at full size; a more elongated one is scaled down to fit. Its valid
-size (w, h) is returned beside the canvas.
+size (w, h) is returned beside the canvas. Canvases are height x width x RGB (as Pillow gives
+them): the crop reads the three channels of a pixel with one index (training/crop.py).
 
 Imports only Pillow and numpy, so spawned workers start in a fraction of a second. JPEG files are
 decoded with Pillow's draft mode: the decoder scales by 1/2, 1/4 or 1/8 while decoding (DCT
@@ -37,7 +38,7 @@ def fitted_size(width: int, height: int, resolution: int) -> tuple[int, int]:
 
 
 def decode_photo(data: bytes | None, path: str | None, resolution: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """(uint8 (3, S, S) canvas with the photo at its top-left, (w, h) of the photo there), S =
+    """(uint8 (S, S, 3) canvas with the photo at its top-left, (w, h) of the photo there), S =
     canvas_side(resolution). RGB, EXIF orientation applied, bicubic antialiased resize. Raises on
     anything Pillow cannot read (the caller names the file)."""
     if not data and not path:
@@ -52,20 +53,20 @@ def decode_photo(data: bytes | None, path: str | None, resolution: int) -> tuple
         w, h = fitted_size(image.width, image.height, resolution)
         if (w, h) != image.size:
             image = image.resize((w, h), Image.Resampling.BICUBIC)
-        canvas = np.zeros((3, side, side), dtype=np.uint8)
-        canvas[:, :h, :w] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+        canvas = np.zeros((side, side, 3), dtype=np.uint8)
+        canvas[:h, :w] = np.asarray(image, dtype=np.uint8)
         return canvas, (w, h)
 
 
 def decode_chunk(task: tuple[int, list[list[tuple[bytes | None, str | None]]], int]):
     """Worker entry point. task = (first row, rows of per-column (bytes, path), resolution).
 
-    Returns (first row, uint8 (rows, columns, 3, S, S) canvases, int16 (rows, columns, 2) sizes,
+    Returns (first row, uint8 (rows, columns, S, S, 3) canvases, int16 (rows, columns, 2) sizes,
     errors [(row, column, message)])."""
     start, rows, resolution = task
     columns = len(rows[0]) if rows else 0
     side = canvas_side(resolution)
-    out = np.zeros((len(rows), columns, 3, side, side), dtype=np.uint8)
+    out = np.zeros((len(rows), columns, side, side, 3), dtype=np.uint8)
     sizes = np.zeros((len(rows), columns, 2), dtype=np.int16)
     errors = []
     for i, row in enumerate(rows):

@@ -70,7 +70,7 @@ def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
 
 def crop_and_flip(images: torch.Tensor, index: torch.Tensor, size: int, scale: tuple[float, float],
                   generator: torch.Generator) -> torch.Tensor:
-    """Views of `images[index]` (uint8, (N, 3, S, S) on the device): a random resized crop of area
+    """Views of `images[index]` (uint8, (N, S, S, 3) on the device): a random resized crop of area
     `scale` and a horizontal flip per sample, float in [0, 1]."""
     recipe = ViewRecipe(crop_scale=scale, rotation=0.0, flip_p=0.5, jitter_p=0.0, grayscale_p=0.0)
     params = sample_params(index.shape[0], recipe, generator)
@@ -109,7 +109,8 @@ def finetune(run_dir: str | Path, dataset: str, hp: FinetuneHyperparameters = Fi
     generator = torch.Generator(device=target).manual_seed(hp.seed)
     train_x, train_y = decode_split(data.train, run.resolution, workers)
     test_x, test_y = decode_split(data.test, run.resolution, workers)
-    train_x, train_y = train_x.to(target), train_y.to(target)  # (N, 3, S, S) uint8 on the device
+    train_hwc = train_x.permute(0, 2, 3, 1).contiguous().to(target)  # (N, S, S, 3) uint8: what crops read
+    train_y = train_y.to(target)
 
     model = nn.Sequential(run.backbone, nn.Linear(run.width, len(data.classes))).to(target)
     peak_lr = hp.base_lr * hp.batch_size / 512
@@ -126,7 +127,7 @@ def finetune(run_dir: str | Path, dataset: str, hp: FinetuneHyperparameters = Fi
         for index in order[: steps_per_epoch * hp.batch_size].view(steps_per_epoch, -1):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total, warmup, peak_lr)
-            images = crop_and_flip(train_x, index, run.resolution, hp.crop_scale, generator)
+            images = crop_and_flip(train_hwc, index, run.resolution, hp.crop_scale, generator)
             with torch.autocast(target.type, dtype=torch.bfloat16, enabled=target.type == "cuda"):
                 logits = model(_normalize(images, run.mean, run.std))
             loss = F.cross_entropy(logits.float(), train_y[index], label_smoothing=hp.label_smoothing)
