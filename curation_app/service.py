@@ -33,6 +33,7 @@ from pair_manifest.store import (DecisionStore, IdempotencyConflict, NewDecision
                                  canonical_tags)
 
 from curation_app.catalog import Catalog
+from curation_app.class_state import ClassState
 from curation_app.previews import Previews
 from curation_app.proposal_book import ProposalBook
 from curation_app.workstate import LEASE_SECONDS, MODES, Item, WorkState, lease_kind
@@ -116,11 +117,13 @@ class Curation:
         self.catalog = Catalog(images_root, selection, self.work, project_dir=project_dir,
                                protected_files=protected_files)
         self.proposals = ProposalBook(project_dir)
+        self.classes = ClassState(self.store)
         self.previews = Previews(self.project_dir / "cache")
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm")
         self._rankings: dict[tuple[str, str], list[str]] = {}
+        self._orders: dict[str, list[str]] = {}
 
     def _lock(self, annotator: str) -> threading.Lock:
         """One action at a time per annotator (two tabs, a double press)."""
@@ -404,10 +407,11 @@ class Curation:
             return ""
         if item.mode == "review":
             return None if any(d.seq == item.review_of for d in self.store.review_candidates(item.wnid, annotator)) else ""
-        used = self.store.used_images(item.wnid)
+        state = self.classes.of(item.wnid)
+        used = state.used
         if any(f in used for f in item.files):
             return ""
-        if item.mode == "verify" and canonical_pair(*item.files) in self.store.decided_pairs(item.wnid):
+        if item.mode == "verify" and canonical_pair(*item.files) in state.decided:
             return ""
         if item.mode == "pick" and (not item.candidates or all(c in used or c in bad for c in item.candidates)):
             return ""
@@ -461,7 +465,7 @@ class Curation:
         return self._find_review(annotator, wnid, exclude, notes, check)
 
     def _free_files(self, wnid: str, exclude: set[str]) -> list[str]:
-        used = self.store.used_images(wnid)
+        used = self.classes.of(wnid).used
         return [f for f in self.catalog.files(wnid) if f not in used and f not in exclude]
 
     def _usable(self, wnid: str, files, size: str, notes: list[str]) -> bool:
@@ -493,9 +497,9 @@ class Curation:
 
     def _find_pair(self, annotator: str, wnid: str, exclude: set[str], notes: list[str], check: bool) -> Item | None:
         free = set(self._free_files(wnid, exclude))
-        closed = self.store.decided_pairs(wnid) | self.store.skipped_pairs(wnid, annotator)
+        closed = self.classes.of(wnid).closed_for(annotator)
         proposals = self.proposals.for_class(wnid)
-        sampled = sampled_pairs(sorted(self.catalog.files(wnid), key=lambda f: _order(wnid, f)))
+        sampled = sampled_pairs(self._shuffled(wnid))
         for pair, source in [((p.file_a, p.file_b), p.source) for p in proposals] or []:
             item = self._try_pair(wnid, pair, source, free, closed, notes, check)
             if item is not None:
@@ -505,6 +509,18 @@ class Curation:
             if item is not None:
                 return item
         return None
+
+    def _shuffled(self, wnid: str) -> list[str]:
+        """The class's usable files in their fixed pseudo-random order: sorted once per class
+        (1,300 blake2b keys), then only filtered as images turn out bad."""
+        files = self.catalog.files(wnid)
+        order = self._orders.get(wnid)
+        if order is None or len(order) < len(files):
+            order = self._orders[wnid] = sorted(files, key=lambda f: _order(wnid, f))
+        if len(order) == len(files):
+            return order
+        usable = set(files)
+        return [f for f in order if f in usable]
 
     def _try_pair(self, wnid, pair, source, free: set[str], closed: set, notes, check: bool) -> Item | None:
         a, b = pair = canonical_pair(*pair)
@@ -531,7 +547,7 @@ class Curation:
                          check: bool = True) -> list[str]:
         """One page of candidates for an anchor: ranked by the proposals code once `propose` has run,
         else proposal scores first, then a fixed order."""
-        closed = self.store.decided_pairs(wnid) | self.store.skipped_pairs(wnid, annotator)
+        closed = self.classes.of(wnid).closed_for(annotator)
         pool = [c for c in self._free_files(wnid, {anchor}) if canonical_pair(anchor, c) not in closed]
         ranked = self._ranked(wnid, anchor, pool)
         if ranked is not None:

@@ -44,6 +44,15 @@ def storage_cause(error: sqlite3.Error) -> str | None:
     return _CAUSES.get(code & 0xFF) if code is not None else None
 
 
+def to_sqlite_int(value: int) -> int:
+    """An unsigned 64-bit value (a perceptual hash) as SQLite's signed 64-bit integer."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def from_sqlite_int(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
 class ThreadConnections:
     def __init__(self, path: str | Path, *, synchronous: str, what: str, timeout: float = 60.0,
                  foreign_keys: bool = False):

@@ -1,56 +1,45 @@
 """The live decision store: SQLite in WAL mode with `synchronous=FULL`, one file per project.
 
 Decisions are append-only (triggers refuse UPDATE and DELETE); the state of every pair is derived
-from them. Two derived tables are kept in the same transaction as the decision that changes them,
-so the policy is enforced by SQLite itself even with many writer processes:
+from them in the same transaction (`pair_manifest.pair_state`, which also states the rules), so
+the policy holds with many writer processes. A call to `record` returns only after its
+transaction has committed: that is what "acknowledged" means in the app. Every decision carries
+an idempotency key, so a retried request never records twice.
 
-- `pair_state`: the current verdict of each pair (accepted / rejected);
-- `image_use`: the images of accepted pairs, `file` being the primary key, so an image can be in
-  at most one accepted pair (files carry their wnid, so this is "one pair per image per class").
-
-A call to `record` returns only after its transaction has committed: that is what "acknowledged"
-means in the app. Every decision carries an idempotency key, so a retried request never records
-twice.
-
-State rules (documented here because the app, the manifest and `stats` all rely on them):
-- the live annotate decision of a pair is its latest accept/reject that has not been undone; skips
-  change no state;
-- `undo` removes the effect of one earlier decision of the same annotator (an accept frees its
-  images, a review stops counting);
-- a review (`review_of` set) is an accept (confirm) or reject (refute) by a *different* annotator
-  of an accept or reject decision; a refuted accept leaves the accepted set and is not proposed
-  again; reviews of rejects only feed the agreement figures.
+The policy checked here: two different files of the decision's class (`pair_manifest.file_ids`),
+different bytes, not one photo twice (`pair_manifest.near_duplicates`), each image in at most one
+accepted pair of its class, a review by someone else of a decision in force.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Iterator
 
+from pair_manifest import pair_state
+from pair_manifest.decisions import (TAGS, VERDICTS, AcceptedPair, Decision, IdempotencyConflict, NewDecision,
+                                     PolicyViolation, Recorded, canonical_tags, decision_from_row, get_decision,
+                                     utc_now)
 from pair_manifest.errors import UserError
+from pair_manifest.file_ids import canonical_pair, check_file_id, pair_id, resolve_image
+from pair_manifest.sqlite_db import StorageError, ThreadConnections, from_sqlite_int, to_sqlite_int
 
 if TYPE_CHECKING:
+    # pair_manifest.images (and Pillow) is imported where an image is opened: the manifest and
+    # the builders use this module's types without decoding anything.
     from pair_manifest.images import ImageFacts
-# pair_manifest.images (and Pillow) is imported where an image is opened: the manifest and
-# the builders use this module's types and id rules without decoding anything.
-from pair_manifest.sqlite_db import StorageError, ThreadConnections
+
+__all__ = ["TAGS", "VERDICTS", "STORE_FILE", "AcceptedPair", "BulkRecorder", "Decision", "DecisionStore",
+           "IdempotencyConflict", "NewDecision", "PolicyViolation", "Recorded", "canonical_pair", "canonical_tags",
+           "check_file_id", "pair_id", "resolve_image", "utc_now"]
 
 log = logging.getLogger("pair_manifest.store")
 
-VERDICTS = ("accept", "reject", "skip", "undo")
-TAGS = ("background", "occlusion", "pattern", "illumination", "viewpoint", "other")
 STORE_FILE = "decisions.sqlite"
 SCHEMA_VERSION = 1
-MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,104 +63,15 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (file_a, file_b);
 CREATE INDEX IF NOT EXISTS decisions_annotator ON decisions (annotator, seq);
 CREATE INDEX IF NOT EXISTS decisions_review ON decisions (review_of);  -- the app's review queue
+CREATE INDEX IF NOT EXISTS decisions_class ON decisions (wnid, seq);  -- the app's per-class snapshots
 CREATE TRIGGER IF NOT EXISTS decisions_append_only_update BEFORE UPDATE ON decisions
     BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_append_only_delete BEFORE DELETE ON decisions
     BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
-CREATE TABLE IF NOT EXISTS pair_state (
-    file_a TEXT NOT NULL, file_b TEXT NOT NULL, wnid TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('accepted', 'rejected', 'refuted')),
-    decision_seq INTEGER NOT NULL,
-    PRIMARY KEY (file_a, file_b)
-);
-CREATE INDEX IF NOT EXISTS pair_state_class ON pair_state (wnid, state);
-CREATE TABLE IF NOT EXISTS image_use (
-    file TEXT PRIMARY KEY, wnid TEXT NOT NULL, decision_seq INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS images (
     file TEXT PRIMARY KEY, sha256 TEXT NOT NULL, phash INTEGER NOT NULL, phash_mirrored INTEGER NOT NULL
 );
 """
-
-
-class PolicyViolation(UserError):
-    """A decision the dataset policy refuses (same file twice, image already paired, ...)."""
-
-
-class IdempotencyConflict(UserError):
-    """The same idempotency key was sent with a different decision."""
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def canonical_pair(file_a: str, file_b: str) -> tuple[str, str]:
-    return (file_a, file_b) if file_a <= file_b else (file_b, file_a)
-
-
-def pair_id(file_a: str, file_b: str) -> str:
-    """Stable id of an unordered pair: the same two files always give the same id."""
-    a, b = canonical_pair(file_a, file_b)
-    return hashlib.sha256(f"{a}\n{b}".encode()).hexdigest()[:16]
-
-
-def canonical_tags(tags) -> str:
-    unknown = sorted(set(tags) - set(TAGS))
-    if unknown:
-        raise UserError(f"tags: unknown tag(s) {', '.join(unknown)} (known: {', '.join(TAGS)})")
-    return "|".join(t for t in TAGS if t in set(tags))
-
-
-@dataclass(frozen=True)
-class NewDecision:
-    """What a caller asks to record. Files are `<wnid>/<name>` relative to the images root."""
-
-    idempotency_key: str
-    wnid: str
-    file_a: str
-    file_b: str
-    verdict: str
-    annotator: str
-    tags: tuple[str, ...] = ()
-    source: str = "manual"
-    review_of: int | None = None
-    decided_at: str | None = None  # set by the store unless replaying (import/merge)
-
-
-@dataclass(frozen=True)
-class Decision:
-    seq: int
-    idempotency_key: str
-    wnid: str
-    file_a: str
-    file_b: str
-    sha256_a: str
-    sha256_b: str
-    verdict: str
-    tags: tuple[str, ...]
-    annotator: str
-    decided_at: str
-    source: str
-    review_of: int | None
-    undo_of: int | None
-
-    @property
-    def pair_id(self) -> str:
-        return pair_id(self.file_a, self.file_b)
-
-
-@dataclass(frozen=True)
-class Recorded:
-    decision: Decision
-    duplicate: bool = False  # True when the idempotency key had been recorded before
-
-
-@dataclass
-class AcceptedPair:
-    decision: Decision
-    rank_in_class: int
-    review_status: str  # unreviewed | confirmed
 
 
 class DecisionStore:
@@ -183,10 +83,19 @@ class DecisionStore:
         self.images_root = Path(images_root) if images_root else None
         self._db = ThreadConnections(self.path, synchronous="FULL", what="decision store", timeout=timeout,
                                      foreign_keys=True)
-        self._connection().executescript(_SCHEMA)
+        connection = self._connection()
+        try:
+            connection.executescript(_SCHEMA + pair_state.SCHEMA)
+        except sqlite3.OperationalError as error:
+            raise self._db._refused(error) from None
         version = int(self.get_meta("schema_version") or 0)
         if version != SCHEMA_VERSION:
             raise UserError(f"{self.path}: decision store schema {version}, this version reads {SCHEMA_VERSION}")
+        if self.get_meta("counters") != pair_state.COUNTERS_VERSION:  # a store made before the counters
+            with self._transaction() as connection:
+                if connection.execute("SELECT value FROM meta WHERE key = 'counters'").fetchone() is None:
+                    pair_state.count_from_scratch(connection)
+                    connection.execute("INSERT INTO meta VALUES ('counters', ?)", (pair_state.COUNTERS_VERSION,))
 
     @classmethod
     def for_project(cls, project_dir: str | Path, **kwargs) -> "DecisionStore":
@@ -227,7 +136,8 @@ class DecisionStore:
         row = self._connection().execute(
             "SELECT sha256, phash, phash_mirrored FROM images WHERE file = ?", (file,)).fetchone()
         if row:
-            return ImageFacts(row["sha256"], PerceptualHash(_unsigned(row["phash"]), _unsigned(row["phash_mirrored"])))
+            return ImageFacts(row["sha256"], PerceptualHash(from_sqlite_int(row["phash"]),
+                                                               from_sqlite_int(row["phash_mirrored"])))
         facts = image_facts(self.resolve(file), name=file)
         self.remember_facts({file: facts})
         return facts
@@ -237,7 +147,8 @@ class DecisionStore:
         with self._transaction() as connection:
             connection.executemany(
                 "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
-                [(file, f.sha256, _signed(f.phash.value), _signed(f.phash.mirrored)) for file, f in facts.items()])
+                [(file, f.sha256, to_sqlite_int(f.phash.value), to_sqlite_int(f.phash.mirrored))
+                 for file, f in facts.items()])
 
     def resolve(self, file: str) -> Path:
         """Path of `<wnid>/<name>` under the images root; refuses anything that leaves it."""
@@ -355,7 +266,7 @@ class DecisionStore:
         decision = Decision(cursor.lastrowid, new.idempotency_key, new.wnid, file_a, file_b, sha_a, sha_b,
                             new.verdict, tuple(t for t in tags.split("|") if t), new.annotator, decided_at,
                             new.source, new.review_of, None)
-        _apply(connection, decision)
+        pair_state.apply(connection, decision)
         return Recorded(decision)
 
     def undo_last(self, annotator: str, idempotency_key: str, *, decided_at: str | None = None) -> Recorded | None:
@@ -368,12 +279,11 @@ class DecisionStore:
         try:
             with self._transaction() as connection:
                 target = connection.execute(
-                    "SELECT d.seq FROM decisions d WHERE d.annotator = ? AND d.verdict != 'undo'"
-                    " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)"
-                    " ORDER BY d.seq DESC LIMIT 1", (annotator,)).fetchone()
+                    "SELECT seq FROM decisions_in_effect WHERE annotator = ? AND verdict != 'undo'"
+                    " ORDER BY seq DESC LIMIT 1", (annotator,)).fetchone()
                 if target is None:
                     return None
-                undone = self._get(connection, target["seq"])
+                undone = get_decision(connection, target["seq"])
                 return Recorded(self._insert_undo(connection, undone, idempotency_key, decided_at))
         except StorageError:
             done = self._committed_anyway(idempotency_key)
@@ -387,7 +297,7 @@ class DecisionStore:
         if existing:
             return Recorded(existing, duplicate=True)
         with self._transaction() as connection:
-            undone = self._get(connection, seq)
+            undone = get_decision(connection, seq)
             if undone is None or undone.verdict == "undo":
                 raise PolicyViolation(f"decision {seq}: nothing to undo")
             if undone.annotator != annotator:
@@ -403,15 +313,15 @@ class DecisionStore:
             (key, undone.wnid, undone.file_a, undone.file_b, undone.sha256_a, undone.sha256_b,
              undone.annotator, decided_at or utc_now(), undone.source, undone.seq),
         )
-        decision = self._get(connection, cursor.lastrowid)
-        _apply(connection, decision)
+        decision = get_decision(connection, cursor.lastrowid)
+        pair_state.apply(connection, decision)
         return decision
 
     def _check_annotation(self, connection, verdict: str, wnid: str, file_a: str, file_b: str) -> None:
         state = connection.execute(
             "SELECT state, decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?", (file_a, file_b)).fetchone()
         if state is not None and state["state"] == "accepted" and verdict != "skip":
-            by = self._get(connection, state["decision_seq"])
+            by = get_decision(connection, state["decision_seq"])
             raise PolicyViolation(f"{file_a} + {file_b}: already accepted by {by.annotator} (decision {by.seq})")
         if state is not None and state["state"] == "refuted" and verdict == "accept":
             raise PolicyViolation(f"{file_a} + {file_b}: refuted in review, cannot be accepted again")
@@ -419,13 +329,13 @@ class DecisionStore:
             for file in (file_a, file_b):
                 used = connection.execute("SELECT decision_seq FROM image_use WHERE file = ?", (file,)).fetchone()
                 if used:
-                    other = self._get(connection, used["decision_seq"])
+                    other = get_decision(connection, used["decision_seq"])
                     partner = other.file_b if other.file_a == file else other.file_a
                     raise PolicyViolation(
                         f"{file}: already in an accepted pair of {wnid} (with {partner}, decision {other.seq})")
 
     def _check_review(self, connection, new: NewDecision, file_a: str, file_b: str) -> None:
-        reviewed = self._get(connection, new.review_of)
+        reviewed = get_decision(connection, new.review_of)
         if reviewed is None or reviewed.verdict not in ("accept", "reject") or reviewed.review_of is not None:
             raise PolicyViolation(f"review_of: decision {new.review_of} is not an accept or reject to review")
         if (reviewed.file_a, reviewed.file_b) != (file_a, file_b):
@@ -451,21 +361,30 @@ class DecisionStore:
 
     def _by_key(self, key: str) -> Decision | None:
         row = self._connection().execute("SELECT * FROM decisions WHERE idempotency_key = ?", (key,)).fetchone()
-        return _decision(row) if row else None
-
-    @staticmethod
-    def _get(connection, seq: int | None) -> Decision | None:
-        if seq is None:
-            return None
-        row = connection.execute("SELECT * FROM decisions WHERE seq = ?", (seq,)).fetchone()
-        return _decision(row) if row else None
+        return decision_from_row(row) if row else None
 
     def get(self, seq: int) -> Decision | None:
-        return self._get(self._connection(), seq)
+        return get_decision(self._connection(), seq)
 
     def decisions(self, *, since: int = 0) -> list[Decision]:
         rows = self._connection().execute("SELECT * FROM decisions WHERE seq > ? ORDER BY seq", (since,))
-        return [_decision(row) for row in rows]
+        return [decision_from_row(row) for row in rows]
+
+    def last_seq(self) -> int:
+        return self._connection().execute("SELECT COALESCE(MAX(seq), 0) FROM decisions").fetchone()[0]
+
+    def class_decisions_since(self, wnid: str, seq: int) -> list[Decision]:
+        """The decisions of one class appended after `seq`, in order (the app's per-class cache)."""
+        rows = self._connection().execute("SELECT * FROM decisions WHERE wnid = ? AND seq > ? ORDER BY seq",
+                                          (wnid, seq))
+        return [decision_from_row(row) for row in rows]
+
+    def class_skips(self, wnid: str) -> list[tuple[str, tuple[str, str]]]:
+        """(annotator, pair) of every live skip of a class."""
+        rows = self._connection().execute(
+            "SELECT annotator, file_a, file_b FROM decisions_in_effect WHERE wnid = ? AND verdict = 'skip'"
+            " AND review_of IS NULL", (wnid,))
+        return [(row["annotator"], (row["file_a"], row["file_b"])) for row in rows]
 
     def count(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
@@ -488,9 +407,9 @@ class DecisionStore:
         return {(row["file_a"], row["file_b"]) for row in self._connection().execute(query, args)}
 
     def accepted_counts(self) -> dict[str, int]:
-        rows = self._connection().execute(
-            "SELECT wnid, COUNT(*) AS n FROM pair_state WHERE state = 'accepted' GROUP BY wnid")
-        return {row["wnid"]: row["n"] for row in rows}
+        """Accepted pairs per class: a counter kept with the log (`pair_state`)."""
+        rows = self._connection().execute("SELECT wnid, accepted FROM accepted_per_class WHERE accepted > 0")
+        return {row["wnid"]: row["accepted"] for row in rows}
 
     # Queries of the curation app (work assignment and review queue).
 
@@ -499,17 +418,17 @@ class DecisionStore:
         return self._by_key(idempotency_key)
 
     def live_count(self, annotator: str) -> int:
-        """Decisions of one annotator still in effect (undo records and undone decisions excluded)."""
-        return self._connection().execute(
-            "SELECT COUNT(*) FROM decisions d WHERE annotator = ? AND verdict != 'undo'"
-            " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)", (annotator,)).fetchone()[0]
+        """Decisions of one annotator still in effect (undo records and undone decisions excluded):
+        a counter kept with the log (`pair_state`)."""
+        row = self._connection().execute("SELECT live FROM live_per_annotator WHERE annotator = ?",
+                                         (annotator,)).fetchone()
+        return row["live"] if row else 0
 
     def skipped_pairs(self, wnid: str, annotator: str) -> set[tuple[str, str]]:
         """Pairs of a class this annotator skipped (live skips), so they are not shown to them again."""
         rows = self._connection().execute(
-            "SELECT file_a, file_b FROM decisions d WHERE wnid = ? AND annotator = ? AND verdict = 'skip'"
-            " AND review_of IS NULL AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)",
-            (wnid, annotator))
+            "SELECT file_a, file_b FROM decisions_in_effect WHERE wnid = ? AND annotator = ? AND verdict = 'skip'"
+            " AND review_of IS NULL", (wnid, annotator))
         return {(row["file_a"], row["file_b"]) for row in rows}
 
     def review_candidates(self, wnid: str, reviewer: str) -> list[Decision]:
@@ -518,10 +437,9 @@ class DecisionStore:
         rows = self._connection().execute(
             "SELECT d.* FROM pair_state p JOIN decisions d ON d.seq = p.decision_seq"
             " WHERE p.wnid = ? AND p.state IN ('accepted', 'rejected') AND d.annotator != ?"
-            " AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.review_of = d.seq"
-            "   AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = r.seq))"
+            " AND NOT EXISTS (SELECT 1 FROM decisions_in_effect r WHERE r.review_of = d.seq)"
             " ORDER BY d.seq", (wnid, reviewer))
-        return [_decision(row) for row in rows]
+        return [decision_from_row(row) for row in rows]
 
     def accepted_pairs(self) -> list[AcceptedPair]:
         """Accepted pairs ranked within their class by acceptance order (the 50/100/157 subsets)."""
@@ -530,12 +448,11 @@ class DecisionStore:
             "SELECT d.* FROM pair_state p JOIN decisions d ON d.seq = p.decision_seq"
             " WHERE p.state = 'accepted' ORDER BY d.wnid, d.seq").fetchall()
         confirmed = {row["review_of"] for row in connection.execute(
-            "SELECT review_of FROM decisions d WHERE review_of IS NOT NULL AND verdict = 'accept'"
-            " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)")}
+            "SELECT review_of FROM decisions_in_effect WHERE review_of IS NOT NULL AND verdict = 'accept'")}
         ranks: dict[str, int] = {}
         pairs = []
         for row in rows:
-            decision = _decision(row)
+            decision = decision_from_row(row)
             rank = ranks.get(decision.wnid, 0)
             ranks[decision.wnid] = rank + 1
             status = "confirmed" if decision.seq in confirmed else "unreviewed"
@@ -545,10 +462,7 @@ class DecisionStore:
     def rebuild_state(self) -> None:
         """Recompute the derived tables from the log (the log is the truth; this proves it)."""
         with self._transaction() as connection:
-            connection.execute("DELETE FROM pair_state")
-            connection.execute("DELETE FROM image_use")
-            for row in connection.execute("SELECT * FROM decisions ORDER BY seq").fetchall():
-                _apply(connection, _decision(row))
+            pair_state.rebuild(connection)
 
 
 class BulkRecorder:
@@ -570,125 +484,3 @@ class BulkRecorder:
         if new.verdict == "accept" and new.review_of is None:
             store._check_distinct_photos(file_a, file_b, facts_a, facts_b)
         return store._append(self.connection, new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
-
-
-def _apply(connection: sqlite3.Connection, decision: Decision) -> None:
-    """Update the derived tables for one new decision (inside its transaction)."""
-    key = (decision.file_a, decision.file_b)
-    if decision.verdict == "undo":
-        undone = DecisionStore._get(connection, decision.undo_of)
-        if undone.review_of is not None:
-            reviewed = DecisionStore._get(connection, undone.review_of)
-            if undone.verdict == "reject" and reviewed.verdict == "accept":
-                _restore_if_free(connection, reviewed)
-            return
-        if undone.verdict == "skip":
-            return
-        _set_state_from_log(connection, key)
-        return
-    if decision.verdict == "skip":
-        return
-    if decision.review_of is not None:
-        reviewed = DecisionStore._get(connection, decision.review_of)
-        if decision.verdict == "reject" and reviewed.verdict == "accept":
-            current = connection.execute(
-                "SELECT decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?", key).fetchone()
-            if current and current["decision_seq"] == reviewed.seq:
-                connection.execute("UPDATE pair_state SET state = 'refuted' WHERE file_a = ? AND file_b = ?", key)
-                connection.execute("DELETE FROM image_use WHERE decision_seq = ?", (reviewed.seq,))
-        return
-    state = "accepted" if decision.verdict == "accept" else "rejected"
-    connection.execute("DELETE FROM image_use WHERE file IN (?, ?) AND decision_seq IN "
-                       "(SELECT decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?)", (*key, *key))
-    connection.execute("INSERT OR REPLACE INTO pair_state VALUES (?, ?, ?, ?, ?)",
-                       (*key, decision.wnid, state, decision.seq))
-    if state == "accepted":
-        connection.executemany("INSERT INTO image_use VALUES (?, ?, ?)",
-                               [(f, decision.wnid, decision.seq) for f in key])
-
-
-def _set_state_from_log(connection, key: tuple[str, str]) -> None:
-    """After an undo: the pair's state is that of its latest live annotate decision, if any."""
-    connection.execute("DELETE FROM image_use WHERE decision_seq IN "
-                       "(SELECT decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?)", key)
-    connection.execute("DELETE FROM pair_state WHERE file_a = ? AND file_b = ?", key)
-    row = connection.execute(
-        "SELECT * FROM decisions d WHERE file_a = ? AND file_b = ? AND verdict IN ('accept', 'reject')"
-        " AND review_of IS NULL AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)"
-        " ORDER BY seq DESC LIMIT 1", key).fetchone()
-    if row is not None:
-        decision = _decision(row)
-        if decision.verdict == "accept":
-            _restore_if_free(connection, decision)
-        else:
-            connection.execute("INSERT INTO pair_state VALUES (?, ?, ?, 'rejected', ?)",
-                               (*key, decision.wnid, decision.seq))
-
-
-def _restore_if_free(connection, accept: Decision) -> None:
-    """Put an accept back in force (its refutation or a later verdict was undone) if its images
-    are still free; otherwise the pair stays out, which the policy requires."""
-    key = (accept.file_a, accept.file_b)
-    live_refutation = connection.execute(
-        "SELECT 1 FROM decisions d WHERE review_of = ? AND verdict = 'reject'"
-        " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undo_of = d.seq)", (accept.seq,)).fetchone()
-    state = "refuted" if live_refutation else "accepted"
-    busy = connection.execute("SELECT 1 FROM image_use WHERE file IN (?, ?) AND decision_seq != ?",
-                              (*key, accept.seq)).fetchone()
-    if state == "accepted" and busy:
-        return
-    connection.execute("INSERT OR REPLACE INTO pair_state VALUES (?, ?, ?, ?, ?)",
-                       (*key, accept.wnid, state, accept.seq))
-    if state == "accepted":
-        connection.executemany("INSERT OR REPLACE INTO image_use VALUES (?, ?, ?)",
-                               [(f, accept.wnid, accept.seq) for f in key])
-
-
-def _decision(row: sqlite3.Row) -> Decision:
-    return Decision(
-        seq=row["seq"], idempotency_key=row["idempotency_key"], wnid=row["wnid"], file_a=row["file_a"],
-        file_b=row["file_b"], sha256_a=row["sha256_a"], sha256_b=row["sha256_b"], verdict=row["verdict"],
-        tags=tuple(t for t in row["tags"].split("|") if t), annotator=row["annotator"],
-        decided_at=row["decided_at"], source=row["source"], review_of=row["review_of"], undo_of=row["undo_of"],
-    )
-
-
-def _signed(value: int) -> int:  # SQLite integers are signed 64-bit
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _unsigned(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value
-
-
-def check_file_id(wnid: str, file: str) -> None:
-    """A file id is exactly `<wnid>/<name>`: no other folder, no traversal, no absolute path."""
-    parts = file.split("/")
-    if len(parts) != 2 or parts[0] != wnid or parts[1] in ("", ".", "..") or "\\" in file or "\x00" in file:
-        raise UserError(f"{file!r}: expected '{wnid}/<file name>' (a file directly in its class folder)")
-
-
-def resolve_image(images_root: str | Path, file: str) -> Path:
-    """The path of a `<wnid>/<name>` id, refusing traversal and symlinks that leave the root."""
-    wnid = file.split("/", 1)[0]
-    check_file_id(wnid, file)
-    name_bytes = len(file.split("/", 1)[1].encode("utf-8", "surrogateescape"))
-    if name_bytes > MAX_NAME_BYTES:
-        raise UserError(f"{file[:60]}…: the file name is {name_bytes} bytes, longer than a file system allows "
-                        f"({MAX_NAME_BYTES}); no such image under {images_root}")
-    try:
-        root = _real_root(str(images_root))
-        path = Path(root, file)
-        real = os.path.realpath(path)
-        if not real.startswith(root.rstrip(os.sep) + os.sep):
-            raise UserError(f"{file}: resolves outside the images root")
-        if not os.path.isfile(real):
-            raise UserError(f"{file}: no such image under {images_root}")
-    except OSError as error:
-        raise UserError(f"{file}: cannot be read under {images_root} ({error.strerror or error})") from None
-    return path
-
-
-@lru_cache(maxsize=64)
-def _real_root(images_root: str) -> str:
-    return os.path.realpath(images_root)

@@ -128,11 +128,33 @@ def test_derived_state_equals_a_replay_of_the_log(store, files):
     store.record(NewDecision("r", WNID, files[4], files[5], "reject", "alice", review_of=3))
     store.undo_last("alice", "u")
     store.record(NewDecision("k4", WNID, files[2], files[3], "skip", "bob"))
-    before = (store.decided_pairs(), store.used_images(), [(p.decision.seq, p.review_status) for p in store.accepted_pairs()])
+    def state():
+        return (store.decided_pairs(), store.used_images(), [(p.decision.seq, p.review_status) for p in
+                                                             store.accepted_pairs()],
+                store.accepted_counts(), {who: store.live_count(who) for who in ("alice", "bob", "carol")})
+
+    before = state()
     store.rebuild_state()
-    after = (store.decided_pairs(), store.used_images(), [(p.decision.seq, p.review_status) for p in store.accepted_pairs()])
-    assert before == after
+    assert state() == before
     assert before[1] == {files[0], files[1], files[4], files[5]}
+    # The counters the app reads on every keypress agree with counting the log itself.
+    live = {who: sum(1 for d in store.decisions() if d.annotator == who and d.verdict != "undo"
+                     and not any(u.undo_of == d.seq for u in store.decisions())) for who in ("alice", "bob", "carol")}
+    assert before[3] == {WNID: len(store.accepted_pairs())} and before[4] == live
+
+
+def test_a_store_made_before_the_counters_gets_them_counted_from_its_log(tmp_path, sample_images, files):
+    store = DecisionStore.for_project(tmp_path, images_root=sample_images)
+    store.record(accept("k1", files[0], files[1]))
+    store.record(NewDecision("k2", WNID, files[2], files[3], "reject", "bob"))
+    with store._transaction() as connection:  # what an older version left: no counters, no meta
+        connection.execute("DELETE FROM accepted_per_class")
+        connection.execute("DELETE FROM live_per_annotator")
+        connection.execute("DELETE FROM meta WHERE key = 'counters'")
+    store.close()
+    reopened = DecisionStore.for_project(tmp_path, images_root=sample_images)
+    assert reopened.accepted_counts() == {WNID: 1}
+    assert (reopened.live_count("alice"), reopened.live_count("bob")) == (1, 1)
 
 
 def test_log_is_append_only(store, files):
