@@ -22,6 +22,7 @@ import numpy as np
 
 from curation_app.proposals import duplicates, pixels
 from pair_manifest.errors import UserError
+from pair_manifest.sqlite_db import to_sqlite_int as _signed
 
 CACHE_FILE = "embeddings.sqlite"
 THUMBNAIL_SIDE = 128  # the decode size: the decision store hashes at 128 px too, so pHashes agree
@@ -80,10 +81,6 @@ class ClassData:
 
     def __len__(self) -> int:
         return len(self.files)
-
-
-def _signed(value: int) -> int:  # SQLite integers are signed 64-bit
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 class EmbeddingCache:
