@@ -22,8 +22,8 @@ import yaml
 
 from builders import layout
 from builders.plan import ReleasePlan
+from pair_manifest.decisions import TAGS
 from pair_manifest.errors import UserError
-from pair_manifest.store import TAGS
 
 TEMPLATE_NAME = "DATASET_CARD.md"
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")

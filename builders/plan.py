@@ -255,7 +255,7 @@ def read_release_manifests(files: dict[str, bytes], origin: str) -> ReleasePlan:
 
 def _check_release_rows(plan: ReleasePlan, origin: str) -> None:
     """Ids and files safe to use as paths, labels within the class list, rows in release order."""
-    from pair_manifest.store import check_file_id
+    from pair_manifest.file_ids import check_file_id
 
     problems = []
     for kind in layout.KINDS:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from builders import layout
 from builders.plan import ReleasePlan
 from pair_manifest.errors import ProblemsFound, UserError
-from pair_manifest.store import check_file_id
+from pair_manifest.file_ids import check_file_id
 
 
 @dataclass(frozen=True)

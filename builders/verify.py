@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from builders import layout
 from builders.plan import ReleasePlan, image_id, read_release_manifests
+from pair_manifest.decisions import TAGS
 from pair_manifest.errors import ProblemsFound, UserError
-from pair_manifest.store import TAGS, pair_id
+from pair_manifest.file_ids import pair_id
 
 DECODE_SIDE = 64  # JPEG draft mode decodes at 1/8 scale: the whole entropy stream is still read
 

@@ -20,9 +20,11 @@ import pyarrow.parquet as pq
 
 from pair_manifest.atomic import write_atomically, write_files_atomically
 from pair_manifest.classes import ClassSelection, load_selection, selection_from_wnids
+from pair_manifest.decisions import AcceptedPair, Decision
 from pair_manifest.errors import UserError
+from pair_manifest.file_ids import pair_id
 from pair_manifest.locks import writable_output
-from pair_manifest.store import AcceptedPair, Decision, DecisionStore, pair_id
+from pair_manifest.store import DecisionStore
 
 SCHEMA_VERSION = "1"
 PAIRS_FILE = "pairs.parquet"

@@ -22,9 +22,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pair_manifest.classes import imagenet_classes
+from pair_manifest.decisions import TAGS, VERDICTS
 from pair_manifest.errors import ProblemsFound, UserError
+from pair_manifest.file_ids import check_file_id, pair_id, resolve_image
 from pair_manifest.manifest import REVIEW_STATUSES, Manifest, read_manifest
-from pair_manifest.store import TAGS, VERDICTS, check_file_id, pair_id, resolve_image
 
 
 def validate_manifest(path: str | Path, images_root: str | Path | None = None, *, pixels: bool = False,
