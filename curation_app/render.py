@@ -12,7 +12,7 @@ from urllib.parse import quote
 from pair_manifest.stats import Stats
 from pair_manifest.store import TAGS
 
-from curation_app.service import View
+from curation_app.views import View
 from curation_app.workstate import Item
 
 SHORTCUTS = (

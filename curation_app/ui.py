@@ -21,7 +21,8 @@ from pair_manifest.store import TAGS
 
 from curation_app.progress import ProgressBoard
 from curation_app.render import render_item, render_key_strip, render_notes, render_progress, render_shortcuts
-from curation_app.service import Curation, View
+from curation_app.service import Curation
+from curation_app.views import View
 from curation_app.workstate import MODES
 
 log = logging.getLogger("curation_app")

@@ -13,7 +13,9 @@ from pair_manifest.errors import UserError
 from pair_manifest.store import canonical_pair
 from tests.curation_app.app_server import make_images
 
-from curation_app.service import PICK_PAGE, Curation, in_review_sample
+from curation_app.modes.pick import PICK_PAGE
+from curation_app.modes.review import in_review_sample
+from curation_app.service import Curation
 
 GOLDFISH, WASHER, BOTTLE, KEYBOARD = "n01443537", "n04554684", "n04557648", "n03085013"
 WNIDS = [GOLDFISH, KEYBOARD, WASHER, BOTTLE]
