@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     demo = subparsers.add_parser(
         "demo", help="the curation app on the bundled sample images (what `make demo` runs)",
         description="Run the curation app on sample_data/imagenet/train with the project folder ./demo_project, "
-                    "computing proposals first when the proposals code is installed and the project has none. "
+                    "computing proposals first when the project has none. "
                     "Open the printed URL; Ctrl-C stops it.")
     demo.add_argument("--project", default="demo_project", metavar="DIR", help="project folder (default ./demo_project)")
     demo.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (default 7860; 0 picks a free one)")
@@ -169,35 +169,26 @@ def run_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def proposals_command_available() -> bool:
-    """Whether `semantic-pairs propose` exists yet (the proposals package registers it)."""
-    from semantic_pairs_cli.main import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # noqa: SLF001 - argparse has no public accessor
-        if "propose" in getattr(action, "choices", {}):
-            return True
-    return False
-
-
 def run_demo(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from pair_manifest.errors import UserError
+
+    from curation_app.proposals.propose import propose
 
     images = Path(__file__).resolve().parents[1] / "sample_data" / "imagenet" / "train"
     if not images.is_dir():
         raise UserError(f"{images}: the bundled sample is missing (run from a checkout of the project)")
     project = Path(args.project)
-    extra = ""
     if (project / "proposals.parquet").is_file():
         extra = " · proposals from proposals.parquet"
-    elif proposals_command_available():
-        from semantic_pairs_cli.main import main
-
-        print(f"computing proposals for the sample into {project}/proposals.parquet ...", flush=True)
-        code = main(["propose", "--images", str(images), "--project", str(project)])
-        extra = " · proposals computed" if code == 0 else " · proposals failed (see above); pairs are sampled"
     else:
-        extra = " · no proposals code yet: pairs are sampled from each class"
+        print(f"computing proposals for the sample into {project}/proposals.parquet ...", flush=True)
+        try:
+            print("\n".join(propose(images, project, progress=sys.stderr.isatty()).lines()), flush=True)
+            extra = " · proposals computed"
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            extra = " · proposals failed (see above); pairs are sampled"
     return start_app(images, project, host="127.0.0.1", port=args.port, banner_extra=extra)

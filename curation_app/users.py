@@ -24,7 +24,7 @@ from pathlib import Path
 from pair_manifest.atomic import write_atomically
 from pair_manifest.errors import UserError
 
-SCRYPT_LOG2_N = 17  # OWASP: N=2^17, r=8, p=1 (~128 MiB, ~0.6 s on a 2-core VM)
+SCRYPT_LOG2_N = 17  # OWASP: N=2^17, r=8, p=1 (128 MiB and about half a second of one core per check)
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
