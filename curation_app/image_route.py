@@ -12,12 +12,13 @@ show a server path.
 from __future__ import annotations
 
 import logging
+
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 
 from pair_manifest.errors import UserError
+from pair_manifest.file_ids import resolve_image
 from pair_manifest.images import ImageReadError, is_image_name, probe
-from pair_manifest.store import resolve_image
 
 from curation_app.service import Curation
 

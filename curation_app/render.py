@@ -9,8 +9,8 @@ import time
 from html import escape
 from urllib.parse import quote
 
+from pair_manifest.decisions import TAGS
 from pair_manifest.stats import Stats
-from pair_manifest.store import TAGS
 
 from curation_app.views import View
 from curation_app.workstate import Item

@@ -25,7 +25,8 @@ from pair_manifest.classes import ClassSelection
 from pair_manifest.errors import UserError
 from pair_manifest.images import ImageReadError
 from pair_manifest.sqlite_db import StorageError
-from pair_manifest.store import DecisionStore, IdempotencyConflict, NewDecision, PolicyViolation, canonical_tags
+from pair_manifest.decisions import IdempotencyConflict, NewDecision, PolicyViolation, canonical_tags
+from pair_manifest.store import DecisionStore
 
 from curation_app.assignment import Assignment
 from curation_app.catalog import Catalog

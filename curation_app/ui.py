@@ -15,9 +15,9 @@ from importlib import resources
 
 import gradio as gr
 
+from pair_manifest.decisions import TAGS
 from pair_manifest.errors import UserError
 from pair_manifest.sqlite_db import StorageError
-from pair_manifest.store import TAGS
 
 from curation_app.progress import ProgressBoard
 from curation_app.render import render_item, render_key_strip, render_notes, render_progress, render_shortcuts

@@ -29,7 +29,9 @@ from pair_manifest.classes import ClassSelection, imagenet_classes, is_wnid
 from pair_manifest.errors import ProblemsFound, UserError
 from pair_manifest.locks import refuse_a_file_in_the_way
 from pair_manifest.manifest import Manifest, export_store
-from pair_manifest.store import DecisionStore, NewDecision, canonical_pair, canonical_tags, check_file_id, utc_now
+from pair_manifest.decisions import NewDecision, canonical_tags, utc_now
+from pair_manifest.file_ids import canonical_pair, check_file_id
+from pair_manifest.store import DecisionStore
 
 REQUIRED = ("wnid", "file_a", "file_b")
 OPTIONAL = ("tags", "annotator")
@@ -239,7 +241,7 @@ def _keep(file, found, problem, facts, unusable) -> None:
 def _facts_of(root: str, file: str):
     """(file, ImageFacts or None, problem or None); runs in a worker process."""
     from pair_manifest.images import ImageReadError, image_facts
-    from pair_manifest.store import resolve_image
+    from pair_manifest.file_ids import resolve_image
 
     try:
         return file, image_facts(resolve_image(root, file), name=file), None

@@ -10,7 +10,8 @@ import threading
 
 import pyarrow.parquet as pq
 
-from pair_manifest.store import DecisionStore, canonical_pair
+from pair_manifest.file_ids import canonical_pair
+from pair_manifest.store import DecisionStore
 from tests.curation_app.app_server import CLI, act, client
 from tests.curation_app.conftest import GOLDFISH
 

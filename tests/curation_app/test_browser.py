@@ -8,7 +8,8 @@ import subprocess
 import pyarrow.parquet as pq
 import pytest
 
-from pair_manifest.store import DecisionStore, canonical_pair
+from pair_manifest.file_ids import canonical_pair
+from pair_manifest.store import DecisionStore
 from tests.curation_app.app_server import (CLI, PASSWORDS, AppServer, launch_chromium, make_images, make_users,
                                            write_classes)
 

@@ -10,7 +10,7 @@ import pytest
 
 from pair_manifest.classes import selection_from_wnids
 from pair_manifest.errors import UserError
-from pair_manifest.store import canonical_pair
+from pair_manifest.file_ids import canonical_pair
 from tests.curation_app.app_server import make_images
 
 from curation_app.modes.pick import PICK_PAGE
@@ -64,7 +64,7 @@ def test_reload_and_restart_resume_the_same_item(app, images, tmp_path):
 
 
 def test_decided_just_before_a_crash_moves_on_without_recording_twice(app, images, tmp_path):
-    from pair_manifest.store import NewDecision
+    from pair_manifest.decisions import NewDecision
 
     item = app.view("alice").item
     # The decision committed, then the process died before it stored the next item.

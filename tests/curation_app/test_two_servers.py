@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from pair_manifest.store import DecisionStore, canonical_pair
+from pair_manifest.file_ids import canonical_pair
+from pair_manifest.store import DecisionStore
 from tests.curation_app.app_server import AppServer, act, client, make_images, make_users, write_classes
 
 WNIDS = ["n03085013", "n04554684", "n04557648", "n02123045"]

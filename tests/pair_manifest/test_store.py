@@ -5,7 +5,9 @@ import sqlite3
 
 import pytest
 
-from pair_manifest.store import DecisionStore, IdempotencyConflict, NewDecision, PolicyViolation, resolve_image
+from pair_manifest.decisions import IdempotencyConflict, NewDecision, PolicyViolation
+from pair_manifest.file_ids import resolve_image
+from pair_manifest.store import DecisionStore
 from pair_manifest.errors import UserError
 
 WNID = "n03085013"  # 45 images: 5 full-resolution + 40 at 64x64
