@@ -6,9 +6,13 @@ thousands of passwords an hour. So:
 
 - **pause after `FREE_FAILURES`** consecutive failures of one user name, or from one address: the
   next attempt is allowed only after a pause that starts at `FIRST_PAUSE` and doubles with every
-  further failure, up to `LONGEST_PAUSE`. An attempt during a pause is refused at once (HTTP 429,
-  with the seconds to wait) and never reaches scrypt; it does not lengthen the pause, so the real
-  user is locked out for at most `LONGEST_PAUSE` however long a flood lasts. One name then gets at
+  further failure, up to `LONGEST_PAUSE`. An attempt during a pause never reaches scrypt: it is
+  refused (HTTP 429, with the seconds to wait), and the refusal itself is held back for the rest
+  of the pause (`SLOW_ANSWER` at most), so a client that waits for answers floods at a few
+  requests a second instead of thousands, and costs a sleeping coroutine, not CPU. A paused
+  address is refused before its request body is even read. A refused attempt does not lengthen
+  the pause, so the real user is locked out for at most `LONGEST_PAUSE` however long a flood
+  lasts. One name then gets at
   most ~25 guesses an hour (5, then 1, 2, 4 ... 256 s, then one every 5 minutes), and so does one
   address. A success clears both counters.
 - **one password check at a time** (`CONCURRENT_CHECKS`; each holds 128 MiB and a core for half a
@@ -29,7 +33,8 @@ FIRST_PAUSE = 1.0  # seconds
 LONGEST_PAUSE = 300.0
 CONCURRENT_CHECKS = 1  # scrypt runs one at a time: 128 MiB, and a flood holds at most one core
 WAITING_CHECKS = 16
-FORGET_AFTER = 3600.0  # a counter without a failure for this long is dropped
+SLOW_ANSWER = 5.0  # a refused attempt is answered after up to this many seconds (the pause, at most)
+BUSY_ANSWER = 1.0  # seconds before "busy" is answeredFORGET_AFTER = 3600.0  # a counter without a failure for this long is dropped
 MAX_TRACKED = 100_000  # names and addresses remembered at most (a flood of made-up names)
 
 
@@ -51,6 +56,13 @@ class LoginThrottle:
         now = self.clock()
         with self._lock:
             return max((r.until - now for r in self._find(name, address) if r.until > now), default=0.0)
+
+    def address_wait(self, address: str) -> float:
+        """Seconds before any sign-in from this address (known before the request body is read)."""
+        now = self.clock()
+        with self._lock:
+            record = self._records.get(("address", address))
+            return max(0.0, record.until - now) if record else 0.0
 
     def failed(self, name: str, address: str) -> tuple[int, float]:
         """Count a failed check; returns (the larger failure count, the pause it starts: 0 if none)."""

@@ -19,9 +19,12 @@ import socket
 from contextvars import ContextVar
 from pathlib import Path
 
+import anyio
+
 from pair_manifest.errors import UserError
 
-from curation_app.login_guard import FIRST_PAUSE, FREE_FAILURES, LONGEST_PAUSE, CheckSlots, LoginThrottle
+from curation_app.login_guard import (BUSY_ANSWER, FIRST_PAUSE, FREE_FAILURES, LONGEST_PAUSE, SLOW_ANSWER,
+                                     CheckSlots, LoginThrottle)
 from curation_app.service import Curation
 from curation_app.users import UserBook
 
@@ -37,6 +40,15 @@ AUTH_MESSAGE = (f"Sign in with the name and password from the users file. After 
                 f"for one name or from one address, sign-in pauses ({FIRST_PAUSE:.0f} s, doubling with each further "
                 f"failure, at most {LONGEST_PAUSE / 60:.0f} minutes).")
 CLIENT_ADDRESS: ContextVar[str] = ContextVar("client_address", default="unknown")
+
+
+async def paused_answer(wait: float) -> dict:
+    """The refusal of an attempt during a pause, sent once the pause is over (SLOW_ANSWER at most)."""
+    await anyio.sleep(min(wait, SLOW_ANSWER))
+    seconds = math.ceil(max(0.0, wait - SLOW_ANSWER))
+    when = f"try again in {seconds} s" if seconds else "try again now"
+    return {"detail": f"Too many failed sign-ins for this name or from this address: sign-in was paused; {when}.",
+            "headers": {"Retry-After": str(seconds)}}
 
 
 def login_required(host: str, users_file: str | Path | None) -> bool:
@@ -63,7 +75,6 @@ def _gradio_app(app):
 
 def create_app(curation: Curation, *, users: UserBook | None, local_user: str | None, users_file: Path | None = None):
     """The ASGI app. `users` set: login required; otherwise every request acts as `local_user`."""
-    import anyio
     import gradio as gr
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse, RedirectResponse
@@ -88,11 +99,10 @@ def create_app(curation: Curation, *, users: UserBook | None, local_user: str | 
             address = CLIENT_ADDRESS.get()
             wait = throttle.wait(name, address)
             if wait > 0:
-                seconds = math.ceil(wait)
-                raise HTTPException(429, detail=f"Too many failed sign-ins for this name or from this address: "
-                                                f"try again in {seconds} s.", headers={"Retry-After": str(seconds)})
+                raise HTTPException(429, **await paused_answer(wait))
             if not slots.admit():
                 log.warning("login of %s from %s refused unchecked: the server is busy checking others", name, address)
+                await anyio.sleep(BUSY_ANSWER)
                 raise HTTPException(503, detail="The server is busy checking other sign-ins: try again in a few "
                                                 "seconds.", headers={"Retry-After": "5"})
             accepted = await anyio.to_thread.run_sync(slots.run, lambda: users.verify(name, password))
@@ -126,8 +136,14 @@ def create_app(curation: Curation, *, users: UserBook | None, local_user: str | 
 
     @app.middleware("http")
     async def require_login(request: Request, call_next):
-        CLIENT_ADDRESS.set(request.client.host if request.client else "unknown")  # read by auth()
+        address = request.client.host if request.client else "unknown"
+        CLIENT_ADDRESS.set(address)  # read by auth()
         path = request.url.path
+        if request.method == "POST" and path in ("/login", "/login/"):
+            wait = throttle.address_wait(address)
+            if wait > 0:  # refused before the form is parsed: a flood costs a sleeping coroutine each
+                answer = await paused_answer(wait)
+                return JSONResponse({"detail": answer["detail"]}, status_code=429, headers=answer["headers"])
         if path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES) or signed_in(request):
             return await call_next(request)
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
