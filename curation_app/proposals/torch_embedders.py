@@ -1,13 +1,16 @@
 """Network embedders: torchvision and timm models, and this project's own SSL checkpoints.
 
-Nothing is ever downloaded: weights come from a file the user names, from torch's hub cache
-(`torch.hub.get_dir()/checkpoints`) or from the Hugging Face cache (timm). When they are missing
-the error says which file was looked for and how to provide it. The classifier head is removed,
-so a model gives its pooled features; they are L2-normalised by scoring.
+Pretrained weights are fetched the way each library does it, once, into its usual cache:
+torchvision's weights API into torch's hub cache (`torch.hub.get_dir()/checkpoints`), timm's
+weights from the Hugging Face Hub (`hf_hub_download`: `HF_ENDPOINT`, `HF_HOME`, tokens and
+progress bars as everywhere else). Offline, only cached files are used and a missing one is named
+with how to provide it; a download that fails says what was fetched from where. The classifier
+head is removed, so a model gives its pooled features; scoring normalises them to unit length.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from curation_app.proposals.embedders import CropPreparer, Embedder, EmbedderSpec, safe_label
+from curation_app.proposals.embedding import CropPreparer, Embedder, EmbedderSpec, safe_label
 from pair_manifest.errors import UserError
 from pair_manifest.images import sha256_file
 
@@ -84,7 +87,11 @@ def _torch_load(path: Path) -> dict:
         raise UserError(f"{path}: cannot be read as a PyTorch state dict ({type(error).__name__}: {error})") from None
 
 
-def torchvision_embedder(spec: EmbedderSpec) -> TorchEmbedder:
+OFFLINE_HOW = "downloads are off (--offline or HF_HUB_OFFLINE=1)"
+TIMM_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes on the Hub, preferred first
+
+
+def torchvision_embedder(spec: EmbedderSpec, *, offline: bool = False) -> TorchEmbedder:
     from torchvision import models
 
     what = f"torchvision:{spec.name}"
@@ -102,21 +109,34 @@ def torchvision_embedder(spec: EmbedderSpec) -> TorchEmbedder:
     weights = models.get_model_weights(spec.name).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     if not cached.is_file():
-        raise UserError(f"{what}: pretrained weights {weights} are not in torch's cache ({cached}); nothing is "
-                        f"downloaded: copy the file there, or pass torchvision:{spec.name}@FILE")
+        if offline:
+            raise UserError(f"{what}: pretrained weights {weights} are not in torch's cache ({cached}) and {OFFLINE_HOW}: "
+                            f"run once with a connection, copy the file there, or pass torchvision:{spec.name}@FILE")
+        _download_torchvision(weights, cached, spec.name)
     load_weights(model, _torch_load(cached), head, str(cached))
     preset = weights.transforms()
     return TorchEmbedder(f"torchvision-{spec.name}", f"torchvision/{spec.name}/{cached.name}", model,
                          resize=preset.resize_size[0], crop=preset.crop_size[0], mean=preset.mean, std=preset.std)
 
 
-def timm_embedder(spec: EmbedderSpec) -> TorchEmbedder:
+def _download_torchvision(weights, cached: Path, name: str) -> None:
+    """torchvision's own download (`torch.hub.load_state_dict_from_url`: progress bar, hash check,
+    written to a temporary file and renamed, so an interrupted download leaves nothing half there)."""
+    import sys
+
+    try:
+        weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True)
+    except Exception as error:  # noqa: BLE001 - urllib, ssl, hash and disk errors all mean "not fetched"
+        reason = getattr(error, "reason", None) or error
+        raise UserError(f"torchvision:{name}: could not download {weights.url} into {cached.parent} ({reason}); "
+                        f"copy the file there, or pass torchvision:{name}@FILE") from None
+
+
+def timm_embedder(spec: EmbedderSpec, *, offline: bool = False) -> TorchEmbedder:
     what = f"timm:{spec.name}"
     if importlib.util.find_spec("timm") is None:
-        raise UserError(f"{what}: the 'timm' package is not installed (pip install timm), and its weights must "
-                        "already be in the Hugging Face cache: nothing is downloaded")
+        raise UserError(f"{what}: the 'timm' package is not installed (pip install timm)")
     import timm
-    from huggingface_hub import try_to_load_from_cache
     from timm.data import resolve_data_config
 
     try:
@@ -124,10 +144,10 @@ def timm_embedder(spec: EmbedderSpec) -> TorchEmbedder:
     except RuntimeError as error:
         raise UserError(f"{what}: {error}") from None
     hub_id = (model.pretrained_cfg or {}).get("hf_hub_id")
-    files = [try_to_load_from_cache(hub_id, name) for name in ("model.safetensors", "pytorch_model.bin")] if hub_id else []
-    path = next((Path(f) for f in files if isinstance(f, str)), None)
-    if path is None:
-        raise UserError(f"{what}: weights ({hub_id or 'no Hub id'}) are not in the Hugging Face cache; nothing is downloaded")
+    if not hub_id:
+        raise UserError(f"{what}: timm knows no Hugging Face Hub weights for this model (pick a name with a "
+                        "pretrained tag, e.g. vit_small_patch14_dinov2.lvd142m)")
+    path = _timm_weights(hub_id, what, offline)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -142,6 +162,51 @@ def timm_embedder(spec: EmbedderSpec) -> TorchEmbedder:
     return TorchEmbedder(f"timm-{spec.name}", f"timm/{spec.name}/{sha256_file(path)[:16]}", model,
                          resize=round(crop / config.get("crop_pct", 0.875)), crop=crop,
                          mean=config["mean"], std=config["std"])
+
+
+def _timm_weights(hub_id: str, what: str, offline: bool) -> Path:
+    """The weights file of a timm Hub repo: from the Hugging Face cache, else downloaded into it."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    cached = [try_to_load_from_cache(hub_id, name) for name in TIMM_WEIGHT_FILES]
+    path = next((Path(f) for f in cached if isinstance(f, str)), None)
+    if path is not None:
+        return path
+    if offline:
+        raise UserError(f"{what}: weights ({hub_id}) are not in the Hugging Face cache and {OFFLINE_HOW}: "
+                        f"run once with a connection (or `hf download {hub_id}`)")
+    problems = []
+    quiet = logging.getLogger("huggingface_hub")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its retry warnings would repeat the one line below
+    try:
+        for name in TIMM_WEIGHT_FILES:
+            try:
+                return Path(hf_hub_download(hub_id, name))
+            except LocalEntryNotFoundError as error:  # no connection (a subclass of EntryNotFoundError)
+                cause = error.__cause__ or error.__context__ or error
+                raise UserError(f"{what}: could not download {hub_id}/{name} from the Hugging Face Hub at "
+                                f"{_endpoint()} ({_first_line(cause)})") from None
+            except EntryNotFoundError:
+                problems.append(f"no {name}")
+            except (HfHubHTTPError, OSError) as error:
+                raise UserError(f"{what}: could not download {hub_id}/{name} from the Hugging Face Hub at "
+                                f"{_endpoint()} ({_first_line(error)})") from None
+    finally:
+        quiet.setLevel(level)
+    raise UserError(f"{what}: the Hub repo {hub_id} holds no weights ({', '.join(problems)})")
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def checkpoint_embedder(spec: EmbedderSpec) -> TorchEmbedder:

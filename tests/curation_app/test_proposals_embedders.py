@@ -1,5 +1,6 @@
-"""Embedder SPECs, the torch loading paths (a locally saved state dict, a training run folder),
-and the errors that say what is missing. Nothing is downloaded."""
+"""Embedder SPECs, the torch loading paths (a locally saved state dict, the caches, a training run
+folder), the errors that say what is missing, and offline mode. The download itself is tested
+through the loopback Hub (test_proposals_download.py)."""
 from __future__ import annotations
 
 import json
@@ -99,14 +100,38 @@ def test_torchvision_refuses_weights_of_another_model(tmp_path):
         load_embedder(f"torchvision:resnet18@{tmp_path / 'absent.pt'}")
 
 
-def test_torchvision_never_downloads(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_torchvision_offline_names_the_missing_file(tmp_path, monkeypatch, how):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty cache
+    if how == "environment":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError) as caught:
-        load_embedder("torchvision:resnet50")
+        load_embedder("torchvision:resnet50", offline=True if how == "flag" else None)
     message = str(caught.value)
     assert "ResNet50_Weights.IMAGENET1K_V2 are not in torch's cache" in message
     assert str(tmp_path / "torch-home" / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth") in message
-    assert "nothing is downloaded" in message and not (tmp_path / "torch-home" / "hub" / "checkpoints").exists()
+    assert "downloads are off (--offline or HF_HUB_OFFLINE=1)" in message and "torchvision:resnet50@FILE" in message
+    assert not (tmp_path / "torch-home" / "hub" / "checkpoints").exists()
+
+
+def test_torchvision_uses_weights_already_in_torchs_cache(tmp_path, monkeypatch):
+    """A file at the path torchvision's weights API downloads to is used as it is, offline."""
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    checkpoints = tmp_path / "torch-home" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    reference = resnet18(weights=None).eval()
+    torch.save(reference.state_dict(), checkpoints / ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1])
+    embedder = load_embedder("torchvision:resnet18", offline=True)
+    assert embedder.label == "torchvision-resnet18" and (embedder.resize, embedder.crop) == (256, 224)
+    batch = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    reference.fc = torch.nn.Identity()
+    with torch.no_grad():
+        pixels = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255
+        expected = reference((pixels - embedder.mean) / embedder.std).numpy()
+    np.testing.assert_allclose(embedder.embed(batch), expected, rtol=1e-4, atol=1e-4)
 
 
 def hf_cache_with(cache, repo_id: str, files: dict[str, bytes]) -> None:
@@ -121,20 +146,21 @@ def hf_cache_with(cache, repo_id: str, files: dict[str, bytes]) -> None:
 
 
 def test_timm_loads_weights_from_the_hugging_face_cache(tmp_path, monkeypatch, two_classes):
-    """The real timm path: a model name, weights found in the Hub cache (placed there by the test:
-    nothing is downloaded), the classifier dropped, timm's own preprocessing settings used."""
+    """The real timm path: a model name, weights found in the Hub cache (placed there by the test),
+    the classifier dropped, timm's own preprocessing settings used."""
     import huggingface_hub.constants
     import timm
     from safetensors.torch import save
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(UserError, match=r"timm:resnet18: weights \(timm/resnet18.a1_in1k\) are not in the Hugging Face cache"):
-        load_embedder("timm:resnet18")
+    with pytest.raises(UserError, match=r"timm:resnet18: weights \(timm/resnet18.a1_in1k\) are not in the Hugging Face "
+                                        r"cache and downloads are off \(--offline or HF_HUB_OFFLINE=1\)"):
+        load_embedder("timm:resnet18", offline=True)
 
     torch.manual_seed(0)
     reference = timm.create_model("resnet18", pretrained=False).eval()
     hf_cache_with(tmp_path / "hub", "timm/resnet18.a1_in1k", {"model.safetensors": save(reference.state_dict())})
-    embedder = load_embedder("timm:resnet18")
+    embedder = load_embedder("timm:resnet18", offline=True)
     assert embedder.label == "timm-resnet18" and embedder.cache_key.startswith("timm/resnet18/")
     assert (embedder.resize, embedder.crop) == (round(224 / 0.95), 224)  # resnet18.a1_in1k: crop_pct 0.95
     batch = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
@@ -146,7 +172,7 @@ def test_timm_loads_weights_from_the_hugging_face_cache(tmp_path, monkeypatch, t
     np.testing.assert_allclose(embedder.embed(batch), expected, rtol=1e-4, atol=1e-4)
 
     root, csv = two_classes
-    propose(root, tmp_path / "project", classes=str(csv), embedder="timm:resnet18", workers=1)
+    propose(root, tmp_path / "project", classes=str(csv), embedder="timm:resnet18", workers=1, offline=True)
     assert {r["embedder"] for r in read_rows(tmp_path / "project")} == {"timm-resnet18"}
 
 
@@ -159,12 +185,12 @@ def test_timm_weights_of_another_model_are_refused(tmp_path, monkeypatch):
     hf_cache_with(tmp_path / "hub", "timm/resnet18.a1_in1k",
                   {"model.safetensors": save(timm.create_model("resnet34", pretrained=False).state_dict())})
     with pytest.raises(UserError, match=r"model.safetensors: weights do not fit this model"):
-        load_embedder("timm:resnet18")
+        load_embedder("timm:resnet18", offline=True)
 
 
 def test_timm_unknown_model_is_named():
     with pytest.raises(UserError, match="timm:no_such_net"):
-        load_embedder("timm:no_such_net")
+        load_embedder("timm:no_such_net", offline=True)
 
 
 def test_timm_names_the_missing_package(monkeypatch):
