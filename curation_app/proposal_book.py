@@ -1,9 +1,16 @@
-"""Read `PROJECT/proposals.parquet` (`wnid, file_a, file_b, score, rank, embedder`, ranked per
-class; written by `semantic-pairs propose`) for verify mode and for ordering pick-mode candidates.
+"""The proposals the app shows, in the order to show them.
 
-The file is re-read when it changes, so proposals computed while the app runs are picked up. A
-decision taken on a proposal records `source = proposal:<embedder>:<rank>`, which is what
-`manifest stats` uses to report acceptance per embedder and per rank.
+Reads `PROJECT/proposals.parquet` (written by `semantic-pairs propose`; format and reading in
+`curation_app.proposals.output`) for verify mode and for ordering pick-mode candidates. The file
+is re-read when it changes, so proposals computed while the app runs are picked up.
+
+**The order** of a class's remaining proposals is where learning from decisions happens:
+`next_pairs(wnid, evidence)` (or `for_class(wnid)`, which reads the evidence from the project's
+decision store) leaves out decided pairs and sorts the rest by their score plus what the class's
+accepts and rejects so far say (`curation_app.proposals.learning`). The app's verify mode and
+`benchmarks/proposals_precision.py` both take their pairs from here, so the benchmark measures
+the order annotators see. A decision taken on a proposal records
+`output.decision_source(embedder, rank)` (the proposal's rank in the file).
 """
 from __future__ import annotations
 
@@ -12,12 +19,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pair_manifest.errors import UserError
-from pair_manifest.store import canonical_pair, check_file_id
+import numpy as np
 
-PROPOSALS_FILE = "proposals.parquet"
-COLUMNS = {"wnid": "string", "file_a": "string", "file_b": "string", "score": "floating", "rank": "integer",
-           "embedder": "string"}
+from curation_app.proposals.learning import Evidence, LearnedModel, learned_order, load_class_pool
+from curation_app.proposals.output import decision_source, proposals_path, read_info, read_table
+from pair_manifest.errors import UserError
+from pair_manifest.store import STORE_FILE, DecisionStore, canonical_pair, check_file_id
 
 log = logging.getLogger("curation_app")
 
@@ -33,31 +40,14 @@ class Proposal:
 
     @property
     def source(self) -> str:
-        # stats parses "proposal:<embedder>:<rank>", so the embedder name must not contain ':'
-        return f"proposal:{self.embedder.replace(':', '-')}:{self.rank}"
+        return decision_source(self.embedder, self.rank)
 
 
 def read_proposals(path: Path) -> dict[str, list[Proposal]]:
     """Proposals per class, best rank first; a file of the wrong shape names the column."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import pyarrow.types as types
-
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise UserError(f"{path}: not a readable Parquet file ({error})") from None
-    checks = {"string": lambda t: types.is_string(t) or types.is_large_string(t),
-              "floating": lambda t: types.is_floating(t) or types.is_integer(t), "integer": types.is_integer}
-    problems = [f"column '{name}' is missing" if name not in table.schema.names else
-                f"column '{name}' is {table.schema.field(name).type}, expected {kind}"
-                for name, kind in COLUMNS.items()
-                if name not in table.schema.names or not checks[kind](table.schema.field(name).type)]
-    if problems:
-        raise UserError(f"{path}: " + "; ".join(problems))
     by_class: dict[str, list[Proposal]] = {}
     skipped = 0
-    for row in table.select(list(COLUMNS)).to_pylist():
+    for row in read_table(path).to_pylist():
         wnid = row["wnid"] or ""
         files = [f if "/" in (f or "") else f"{wnid}/{f}" for f in (row["file_a"], row["file_b"])]
         try:
@@ -77,12 +67,20 @@ def read_proposals(path: Path) -> dict[str, list[Proposal]]:
 
 
 class ProposalBook:
-    def __init__(self, project_dir: str | Path):
-        self.path = Path(project_dir) / PROPOSALS_FILE
+    """`learning=False` shows proposals in rank order whatever was decided (the benchmark's
+    reference; the app learns)."""
+
+    def __init__(self, project_dir: str | Path, *, learning: bool = True):
+        self.project_dir = Path(project_dir)
+        self.path = proposals_path(project_dir)
+        self.learning = learning
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._by_class: dict[str, list[Proposal]] = {}
         self._scores: dict[str, dict[tuple[str, str], float]] = {}
+        self._info: dict = {}
+        self._models: dict[str, LearnedModel | None] = {}
+        self._store: DecisionStore | None = None
         self.refresh(strict=True)
 
     def refresh(self, *, strict: bool = False) -> None:
@@ -92,7 +90,7 @@ class ProposalBook:
             try:
                 stat = self.path.stat()
             except FileNotFoundError:
-                self._stamp, self._by_class, self._scores = None, {}, {}
+                self._stamp, self._by_class, self._scores, self._models = None, {}, {}, {}
                 return
             stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)  # files are replaced, never rewritten in place
             if stamp == self._stamp:
@@ -104,7 +102,8 @@ class ProposalBook:
                     raise
                 log.error("%s", error)
                 return
-            self._by_class, self._scores, self._stamp = by_class, {}, stamp
+            self._by_class, self._scores, self._models, self._stamp = by_class, {}, {}, stamp
+            self._info = read_info(self.path)
             log.info("read %s: %d proposals in %d classes", self.path, sum(map(len, by_class.values())), len(by_class))
 
     @property
@@ -112,9 +111,64 @@ class ProposalBook:
         self.refresh()
         return bool(self._by_class)
 
-    def for_class(self, wnid: str) -> list[Proposal]:
+    def all_for_class(self, wnid: str) -> list[Proposal]:
+        """Every proposal of a class in rank order, decided or not."""
         self.refresh()
         return self._by_class.get(wnid, [])
+
+    def for_class(self, wnid: str) -> list[Proposal]:
+        """The class's proposals still to decide, in the order to show them (the evidence is read
+        from the project's decision store)."""
+        return self.next_pairs(wnid, self.evidence(wnid))
+
+    def next_pairs(self, wnid: str, evidence: Evidence) -> list[Proposal]:
+        """The class's proposals not in `evidence`, in the order to show them: rank order before
+        any decision (or with learning off), then re-ranked by the class's learned model."""
+        proposals = self.all_for_class(wnid)
+        decided = evidence.accepted | evidence.rejected
+        remaining = [p for p in proposals if (p.file_a, p.file_b) not in decided]
+        if not self.learning or not evidence or len(remaining) < 2:
+            return remaining
+        model = self.model(wnid, evidence)
+        order = learned_order(model, [p.file_a for p in remaining], [p.file_b for p in remaining],
+                              np.array([p.score for p in remaining]), np.array([p.score for p in proposals]))
+        return [remaining[i] for i in order]
+
+    def evidence(self, wnid: str) -> Evidence:
+        """A class's accepts and rejects (refuted accepts count as rejects) from the decision store."""
+        if not self.learning:
+            return Evidence()
+        store = self._decision_store()
+        if store is None:
+            return Evidence()
+        return Evidence.of(store.decided_pairs(wnid, "accepted"),
+                           store.decided_pairs(wnid, "rejected") | store.decided_pairs(wnid, "refuted"))
+
+    def model(self, wnid: str, evidence: Evidence) -> LearnedModel | None:
+        """The class's model for this evidence, refitted only when the evidence changed."""
+        with self._lock:
+            cached = self._models.get(wnid)
+        if cached is not None and cached.evidence == evidence:
+            return cached
+        vectors, standardize = self._info.get("vectors"), self._info.get("standardize")
+        if not vectors or not standardize:
+            return None  # proposals written before learning existed: rank order
+        try:
+            pool = load_class_pool(self.project_dir, wnid, vectors, standardize)
+        except UserError as error:
+            log.warning("learning unavailable for %s: %s", wnid, error)
+            return None
+        if pool is None:
+            return None
+        model = LearnedModel(pool, evidence)
+        with self._lock:
+            self._models[wnid] = model
+        return model
+
+    def _decision_store(self) -> DecisionStore | None:
+        if self._store is None and (self.project_dir / STORE_FILE).is_file():
+            self._store = DecisionStore.for_project(self.project_dir)
+        return self._store
 
     def scores(self, wnid: str) -> dict[tuple[str, str], float]:
         """Score of every proposed pair of a class (canonical order), for ordering pick candidates."""

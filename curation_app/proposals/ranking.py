@@ -5,6 +5,9 @@ come from the class pool recorded by the last `propose` run, so the score of a p
 score in proposals.parquet. Candidates the project has never embedded are embedded now (the images
 root and embedder recorded by `propose` are used unless given) and cached.
 
+Once the class has accepts and rejects, the order also follows what they say
+(`learning.py`, the same model verify mode's order uses); `learning=False` turns that off.
+
 Left out of the ranking, because the decision store would refuse them or they were decided:
 the anchor itself, near-duplicates of the anchor (same bytes, pHash, crop test), images already
 in an accepted pair, pairs with the anchor that were accepted, rejected or refuted, and files
@@ -21,6 +24,7 @@ import numpy as np
 from curation_app.proposals.cache import EmbeddingCache, Entry
 from curation_app.proposals.duplicates import CROP_SIMILARITY, crop_similarity, hash_distances
 from curation_app.proposals.embedders import DEFAULT_SPEC, Embedder, load_embedder
+from curation_app.proposals.learning import Evidence, LearnedModel, load_class_pool, standardised
 from curation_app.proposals.scoring import class_statistics, pair_scores, standardise
 from curation_app.proposals.worker import describe
 from pair_manifest.errors import UserError
@@ -30,7 +34,8 @@ from pair_manifest.store import STORE_FILE, DecisionStore, canonical_pair, check
 
 @lru_cache(maxsize=4)
 def _embedder(spec: str) -> Embedder:
-    return load_embedder(spec)  # a network is loaded once per process, not once per anchor
+    # Once per process, not once per anchor; never a download from inside the app (propose fetched the weights).
+    return load_embedder(spec, offline=True)
 
 
 def _embed_missing(cache: EmbeddingCache, embedder: Embedder, images_root: str | None, files: list[str]) -> None:
@@ -55,8 +60,10 @@ def _embed_missing(cache: EmbeddingCache, embedder: Embedder, images_root: str |
 
 
 def rank_candidates(project_dir: str | Path, wnid: str, anchor_file: str, candidates: list[str], *,
-                    images_root: str | Path | None = None, embedder: str | None = None) -> list[tuple[str, float]]:
-    """`(file, score)` for the usable candidates, best first (ties by file name)."""
+                    images_root: str | Path | None = None, embedder: str | None = None,
+                    learning: bool = True) -> list[tuple[str, float]]:
+    """`(file, score)` for the usable candidates, best first (ties by file name): by score, plus
+    the class's learned terms once it has decisions."""
     for file in [anchor_file, *candidates]:
         check_file_id(wnid, file)
     project = Path(project_dir)
@@ -91,14 +98,24 @@ def rank_candidates(project_dir: str | Path, wnid: str, anchor_file: str, candid
     same_bytes = np.array([data.sha256[r] == data.sha256[anchor] for r in rows])
     keep = (phash_distance >= NEAR_DUPLICATE_BITS) & (crop < CROP_SIMILARITY) & ~same_bytes
 
+    evidence = Evidence()
     if (project / STORE_FILE).is_file():
         store = DecisionStore.for_project(project)
         try:
             used = store.used_images(wnid)
             decided = store.decided_pairs(wnid)
+            if learning:
+                evidence = Evidence.of(store.decided_pairs(wnid, "accepted"),
+                                       store.decided_pairs(wnid, "rejected") | store.decided_pairs(wnid, "refuted"))
         finally:
             store.close()
         keep &= np.array([data.files[r] not in used and canonical_pair(anchor_file, data.files[r]) not in decided
                           for r in rows])
-    ranked = [(data.files[r], float(s)) for r, s, k in zip(rows, scores, keep) if k]
-    return sorted(ranked, key=lambda item: (-item[1], item[0]))
+    key = scores.astype(np.float64)
+    if evidence:
+        pool = load_class_pool(project, wnid, model.cache_key, model.standardize)
+        if pool is not None:
+            files = [data.files[r] for r in rows]
+            key = standardised(scores, scores) + LearnedModel(pool, evidence).adjustment([anchor_file] * len(files), files)
+    ranked = [(data.files[r], float(s), float(k)) for r, s, k, kept in zip(rows, scores, key, keep) if kept]
+    return [(file, score) for file, score, _ in sorted(ranked, key=lambda item: (-item[2], item[0]))]
