@@ -2,7 +2,7 @@
 
 One read gives the SHA-256 and the pixels; one draft-mode decode at 128 px gives the pHash (the
 same one the decision store computes), and its 64x64 resize the crop-test windows and the pixels
-object/context vectors. A network embedder's preparer decodes again at its own size (cheap next to the model).
+object and context vectors. A network embedder's preparer decodes again at its own size (cheap next to the model).
 Workers import numpy and Pillow only, never torch.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from curation_app.proposals.cache import THUMBNAIL_SIDE, EmbeddingCache, Facts
 from curation_app.proposals.duplicates import window_descriptors
-from curation_app.proposals.pixels import region_features, work_image
+from curation_app.proposals.pixels import object_vector, region_features, work_image
 from pair_manifest.images import ImageReadError, open_rgb, perceptual_hash, sha256_bytes
 
 
@@ -63,7 +63,7 @@ def describe(data: bytes, name: str, preparer) -> tuple[Facts, np.ndarray]:
     work = work_image(thumbnail)  # 64x64, shared by the features and the crop-test windows
     centre, context = region_features(work)
     facts = Facts(phash.value, phash.mirrored, context, window_descriptors(work))
-    return facts, (centre if preparer is None else preparer(data, thumbnail))
+    return facts, (object_vector(work, centre, context) if preparer is None else preparer(data, thumbnail))
 
 
 def process(task: Task) -> Outcome:

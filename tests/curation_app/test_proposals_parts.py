@@ -87,7 +87,7 @@ def test_scores_follow_the_formula():
         scores = pair_scores(objects, contexts, objects, contexts)
         i, j = 3, 17
         other_object, other_context = ((objects[i] - objects[j]) ** 2).sum(), ((contexts[i] - contexts[j]) ** 2).sum()
-        expected = (CONTEXT_WEIGHT * other_context - other_object) / (1 + CONTEXT_WEIGHT)
+        expected = (CONTEXT_WEIGHT * (other_context - 1) - (other_object - 1)) / (1 + CONTEXT_WEIGHT)
         assert scores[i, j] == pytest.approx(expected)
         upper = np.triu_indices(30, 1)
         # Both distances are in units of the class's mean pair distance, so a random pair scores 0 on average.
@@ -116,8 +116,10 @@ def test_a_typical_pair_is_not_scored_as_diverse():
     objects[1], objects[3] = objects[0], objects[2]  # both pairs: the same object
     o, c = standardise(objects, contexts, class_statistics(objects, contexts, "zscore"))
     s = pair_scores(o, c, o, c)
-    assert s[0, 1] == pytest.approx(0.0, abs=0.01)  # nothing to gain, nothing lost
-    assert s[2, 3] > s[0, 1] + 0.5
+    # Same object, no context difference: the object term alone, nothing for the context.
+    assert s[0, 1] == pytest.approx((1 - CONTEXT_WEIGHT) / (1 + CONTEXT_WEIGHT), abs=0.01)
+    context_gain = CONTEXT_WEIGHT * ((c[2] - c[3]) ** 2).sum() / (1 + CONTEXT_WEIGHT)
+    assert s[2, 3] == pytest.approx(s[0, 1] + context_gain, abs=0.01) and context_gain > 0.05
 
 
 def test_same_photo_groups_join_bytes_and_phash(sample_images):
