@@ -4,12 +4,23 @@ Embedding runs in a pool of worker processes over images (decode-bound: one core
 results reach the cache in small transactions, so an interrupted run resumes where it stopped and
 a re-run embeds only new or changed files. Then, per class: near-duplicates collapsed, images of
 accepted pairs (and their same-photo copies) left out, decided pairs (accepted, rejected,
-refuted) never proposed again, scores, greedy matching.
+refuted) never proposed again, scores, greedy matching. A class whose pool (files and bytes),
+decisions and settings are those of the previous run keeps its proposals without being matched
+again (`class_fingerprint`).
+
+One `propose` per project at a time (`.propose.lock` inside the project; a second one is refused
+at once, naming the first). A full disk or a read-only project is one line naming the path; the
+cache keeps every batch committed before, proposals.parquet is replaced whole or not at all, so a
+re-run after space is freed carries on.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
+import sqlite3
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,14 +31,21 @@ import numpy as np
 from curation_app.proposals.cache import EmbeddingCache, Entry
 from curation_app.proposals.duplicates import CROP_SIMILARITY, crop_similarity, same_photo_groups
 from curation_app.proposals.embedders import DEFAULT_SPEC, Embedder, load_embedder, parse_spec
-from curation_app.proposals.output import write_proposals
-from curation_app.proposals.scoring import class_statistics, pair_scores, standardise
+from curation_app.proposals.output import proposals_path, read_info, read_table, write_proposals
+from curation_app.proposals.reporting import Progress, progress_mode
+from curation_app.proposals.scoring import CONTEXT_WEIGHT, Z_CLIP, class_statistics, pair_scores, standardise
 from curation_app.proposals.selection import greedy_matching
 from curation_app.proposals.worker import Outcome, Task, init_worker, process
 from pair_manifest.errors import UserError
+from pair_manifest.images import NEAR_DUPLICATE_BITS
+from pair_manifest.locks import lock_inside, one_writer
 
 FLUSH_EVERY = 128  # images per cache transaction
 FLUSH_SECONDS = 1.0  # ... or this much time, whichever comes first
+LOCK_FILE = ".propose.lock"  # its own name: the app and other commands lock the project folder too
+LISTED_PROBLEMS = 20  # skipped files listed one per line; the rest are counted
+# Everything besides the class's pool and decisions that changes a class's proposals.
+MATCHING_VERSION = f"score-context-{CONTEXT_WEIGHT}/clip-{Z_CLIP}/crop-{CROP_SIMILARITY}/phash-{NEAR_DUPLICATE_BITS}/v2"
 
 
 @dataclass
@@ -37,9 +55,12 @@ class ProposeSummary:
     images: int = 0
     embedded: int = 0  # decoded and embedded in this run
     reused: int = 0  # taken from the cache (same path and stat, or same bytes under a new name)
-    failed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "<file>: <why>" of images left out as unreadable
+    unreadable_classes: list[str] = field(default_factory=list)  # "<wnid>/: <why>"
     duplicates: int = 0  # files left out as copies of another file of their class
     used: int = 0  # files left out because they (or a copy) are in an accepted pair
+    matched: int = 0  # classes matched in this run
+    kept: int = 0  # classes whose proposals were kept from the previous run (nothing changed)
     pairs: int = 0
     seconds: float = 0.0
     path: Path | None = None
@@ -48,8 +69,13 @@ class ProposeSummary:
         out = [f"{self.classes} classes, {self.images} images: {self.embedded} embedded, {self.reused} from the cache, "
                f"{len(self.failed)} unreadable",
                f"left out: {self.duplicates} near-duplicate copies, {self.used} images already in accepted pairs",
+               f"matched {self.matched} class(es), kept the proposals of {self.kept} unchanged class(es)",
                f"{self.pairs} pairs proposed with {self.embedder} in {self.seconds:.1f} s -> {self.path}"]
-        return out + [f"skipped {reason}" for reason in self.failed]
+        out += [f"unreadable class folder {line} (its images are left out)" for line in self.unreadable_classes]
+        out += [f"skipped {reason}" for reason in self.failed[:LISTED_PROBLEMS]]
+        if len(self.failed) > LISTED_PROBLEMS:
+            out.append(f"... and {len(self.failed) - LISTED_PROBLEMS} more unreadable image(s)")
+        return out
 
 
 @dataclass
@@ -98,49 +124,71 @@ def propose_for_class(data, standardize: str, used: set[str], decided: set[tuple
     return ClassProposals(pairs, duplicates, used_count)
 
 
-def _plan(report, cache: EmbeddingCache, embedder_key: str) -> tuple[list[Task], int]:
-    """Tasks for files the cache cannot answer, and how many it can."""
+def _plan(report, cache: EmbeddingCache, embedder_key: str, summary: ProposeSummary) -> tuple[list[Task], set[str]]:
+    """Tasks for files the cache cannot answer, and the files it can (counted as reused). A file
+    gone or unreadable since the scan is counted as unreadable, with its reason."""
     known = cache.known_files()
     complete = cache.complete(embedder_key)
-    tasks, reused = [], 0
+    tasks, reused = [], set()
     for wnid in report.classes:
         for file in report.usable_files(wnid):
             path = report.root / file
             try:
                 stat = path.stat()
-            except OSError:
-                continue  # removed since the scan: not in the pool
+            except OSError as error:
+                summary.failed.append(f"{file}: gone since the scan ({error.strerror or error})")
+                continue
             row = known.get(file)
             same = row is not None and row[0] == stat.st_size and row[1] == stat.st_mtime_ns
             if same and row[2] in complete:
-                reused += 1
+                reused.add(file)
             else:
                 tasks.append(Task(file, str(path), stat.st_size, stat.st_mtime_ns, row[2] if same else None))
+    summary.reused = len(reused)
     return tasks, reused
 
 
-def _flush(cache: EmbeddingCache, embedder: Embedder, outcomes: list[Outcome], summary: ProposeSummary) -> None:
+def _write_cache(cache: EmbeddingCache, key: str, entries: list[Entry]) -> None:
+    """Commit a batch; a full disk or a read-only file system is one line naming the cache, and
+    every batch committed before stays (SQLite rolls the failed transaction back)."""
+    try:
+        cache.write(key, entries)
+    except sqlite3.OperationalError as error:
+        text = str(error).lower()
+        if "full" in text:
+            cause = "the disk is full: free space and run again"
+        elif "readonly" in text or "read-only" in text:
+            cause = "the file system is read-only or the file is not writable"
+        else:
+            cause = "cannot be written"
+        raise UserError(f"{cache.path}: {error} ({cause}); images embedded before are kept, a re-run carries on") from None
+
+
+def _flush(cache: EmbeddingCache, embedder: Embedder, outcomes: list[Outcome], summary: ProposeSummary) -> set[str]:
+    """Embed and commit a batch; returns the files that failed."""
     fresh = [o for o in outcomes if o.error is None and not o.cached]
     vectors = embedder.embed(np.stack([o.prepared for o in fresh])) if fresh else []
     entries = [Entry(o.task.file, o.task.size, o.task.mtime_ns, o.sha256, o.facts, v) for o, v in zip(fresh, vectors)]
     entries += [Entry(o.task.file, o.task.size, o.task.mtime_ns, o.sha256, None, None) for o in outcomes if o.cached]
     if entries:
-        cache.write(embedder.cache_key, entries)
+        _write_cache(cache, embedder.cache_key, entries)
     summary.embedded += len(fresh)
     summary.reused += sum(o.cached for o in outcomes)
-    summary.failed += [o.error for o in outcomes if o.error is not None]
+    failed = [o for o in outcomes if o.error is not None]
+    summary.failed += [o.error for o in failed]
     outcomes.clear()
+    return {o.task.file for o in failed}
 
 
-def _embed(tasks: list[Task], cache: EmbeddingCache, embedder: Embedder, workers: int, progress: bool,
-           summary: ProposeSummary) -> None:
-    from tqdm import tqdm
-
+def _embed(tasks: list[Task], cache: EmbeddingCache, embedder: Embedder, workers: int, mode: str,
+           summary: ProposeSummary) -> set[str]:
+    """Embed `tasks` into the cache; returns the files that could not be read."""
     if not tasks:
-        return
-    bar = tqdm(total=len(tasks), desc="embedding", unit="img", disable=not progress, smoothing=0.1)
+        return set()
+    progress = Progress(len(tasks), "embedding", "img", mode)
     init_args = (str(cache.path), embedder.cache_key, embedder.preparer())
     pending: list[Outcome] = []
+    failed: set[str] = set()
     last_flush = time.monotonic()
     pool = None
     if workers > 1:
@@ -152,16 +200,17 @@ def _embed(tasks: list[Task], cache: EmbeddingCache, embedder: Embedder, workers
     try:
         for outcome in outcomes:
             pending.append(outcome)
-            bar.update()
+            progress.update()
             if len(pending) >= FLUSH_EVERY or time.monotonic() - last_flush > FLUSH_SECONDS:
-                _flush(cache, embedder, pending, summary)
+                failed |= _flush(cache, embedder, pending, summary)
                 last_flush = time.monotonic()
-        _flush(cache, embedder, pending, summary)
+        failed |= _flush(cache, embedder, pending, summary)
     finally:
-        bar.close()
+        progress.close()
         if pool is not None:
             pool.terminate()
             pool.join()
+    return failed
 
 
 def _selection(classes_csv: str | None, project: Path):
@@ -181,14 +230,53 @@ def _selection(classes_csv: str | None, project: Path):
     return load_selection()
 
 
+def class_fingerprint(settings: str, files: list[str], digests: dict[str, str], used: set[str],
+                      decided: set[tuple[str, str]]) -> str:
+    """What a class's proposals depend on: the run's settings, its pool (names and bytes), the
+    images in accepted pairs and the decided pairs. Equal fingerprints, equal proposals."""
+    text = json.dumps([settings, [(f, digests.get(f, "")) for f in sorted(files)], sorted(used),
+                       sorted(map(list, decided))], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class _Previous:
+    """The previous run's proposals per class, with what they were computed from."""
+
+    fingerprints: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)
+    left_out: dict = field(default_factory=dict)  # wnid -> [near-duplicate copies, images in accepted pairs]
+
+    @classmethod
+    def read(cls, project: Path, label: str) -> "_Previous":
+        path = proposals_path(project)
+        if not path.is_file():
+            return cls()
+        info = read_info(path)
+        fingerprints, left_out = info.get("fingerprints"), info.get("left_out")
+        if not isinstance(fingerprints, dict) or not isinstance(left_out, dict):
+            return cls()
+        try:
+            table = read_table(path)
+        except UserError:
+            return cls()
+        rows: dict[str, list[dict]] = defaultdict(list)
+        for row in table.to_pylist():
+            if row["embedder"] == label:
+                rows[row["wnid"]].append(row)
+        return cls(fingerprints, rows, left_out)
+
+    def kept(self, wnid: str, fingerprint: str) -> list[dict] | None:
+        """The class's rows, best first, if they were computed from the same fingerprint."""
+        if self.fingerprints.get(wnid) != fingerprint or wnid not in self.left_out:
+            return None
+        return sorted(self.rows.get(wnid, []), key=lambda r: r["rank"])
+
+
 def propose(images_root: str | Path, project_dir: str | Path, *, classes: str | None = None,
             embedder: str = DEFAULT_SPEC, per_class: int | None = None, workers: int | None = None,
-            progress: bool = False) -> ProposeSummary:
-    from tqdm import tqdm
-
-    from pair_manifest.scan import scan_root
-    from pair_manifest.store import STORE_FILE, DecisionStore
-
+            progress: bool | str = False, offline: bool | None = None) -> ProposeSummary:
+    """`progress`: False/'off', True (a bar on a terminal, log lines elsewhere), 'bar' or 'lines'."""
     started = time.monotonic()
     spec = parse_spec(embedder)
     if per_class is not None and per_class < 1:
@@ -198,42 +286,81 @@ def propose(images_root: str | Path, project_dir: str | Path, *, classes: str | 
         raise UserError(f"--images {root}: not a folder")
     if project.exists() and not project.is_dir():
         raise UserError(f"--project {project}: exists and is not a folder")
+    mode = progress if isinstance(progress, str) else progress_mode(progress)
+    with one_writer(lock_inside(project, LOCK_FILE), project, "project's proposals"):
+        return _propose(root, project, spec, classes, per_class, workers, mode, offline, started)
+
+
+def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode: str, offline, started) -> ProposeSummary:
+    from pair_manifest.scan import scan_root
+    from pair_manifest.store import STORE_FILE, DecisionStore
+
     selection = _selection(classes, project)
-    model = load_embedder(spec)
+    model = load_embedder(spec, offline=offline)
     workers = max(1, workers or os.cpu_count() or 1)
+    if mode == "lines":
+        print(f"scanning {len(selection)} class folder(s) under {root}", file=sys.stderr, flush=True)
     # The project's own files (decision store, embedding cache) are never opened as images.
-    report = scan_root(root, selection, workers=workers, progress=progress, protected=(project,))
+    report = scan_root(root, selection, workers=workers, progress=mode == "bar", protected=(project,))
     if not report.classes:
         raise UserError(f"--images {root}: none of the {len(selection)} selected classes has a folder there")
 
     summary = ProposeSummary(embedder=model.label)
+    summary.unreadable_classes = [f"{folder}: {reason}" for folder, reason in report.unreadable]
+    summary.failed += [f"{file}: {reason}" for file, reason in report.rejected]
     cache = EmbeddingCache.for_project(project)
+    settings = json.dumps([MATCHING_VERSION, model.cache_key, model.standardize, per_class, str(root.resolve())])
+    previous = _Previous.read(project, model.label)
     try:
-        tasks, summary.reused = _plan(report, cache, model.cache_key)
-        _embed(tasks, cache, model, workers, progress, summary)
+        tasks, _ = _plan(report, cache, model.cache_key, summary)
+        unreadable = _embed(tasks, cache, model, workers, mode, summary)
         for wnid in report.classes:
-            cache.keep_only(wnid, set(report.usable_files(wnid)))
-        cache.set_meta({"images_root": str(root.resolve()), "embedder_spec": str(spec)})
+            try:
+                cache.keep_only(wnid, set(report.usable_files(wnid)) - unreadable)
+            except sqlite3.OperationalError as error:
+                raise UserError(f"{cache.path}: {error}; images embedded are kept, a re-run carries on") from None
+        try:
+            cache.set_meta({"images_root": str(root.resolve()), "embedder_spec": str(spec)})
+        except sqlite3.OperationalError as error:
+            raise UserError(f"{cache.path}: {error}; images embedded are kept, a re-run carries on") from None
 
+        digests = {file: row[2] for file, row in cache.known_files().items()}
         store = DecisionStore.for_project(project) if (project / STORE_FILE).is_file() else None
-        rows = []
-        for wnid in tqdm(report.classes, desc="matching", unit="class", disable=not progress):
-            data, _ = cache.load(model.cache_key, wnid, sorted(report.usable_files(wnid)))
-            used = store.used_images(wnid) if store else set()
-            decided = store.decided_pairs(wnid) if store else set()
-            result = propose_for_class(data, model.standardize, used, decided, per_class, root)
-            summary.duplicates += result.duplicates
-            summary.used += result.used
-            rows += [{"wnid": wnid, "file_a": a, "file_b": b, "score": score, "rank": rank, "embedder": model.label}
-                     for rank, (a, b, score) in enumerate(result.pairs)]
-        if store:
-            store.close()
+        rows, fingerprints, left_out = [], {}, {}
+        matching = Progress(len(report.classes), "matching", "class", mode)
+        try:
+            for wnid in report.classes:
+                files = sorted(set(report.usable_files(wnid)) - unreadable)
+                used = store.used_images(wnid) if store else set()
+                decided = store.decided_pairs(wnid) if store else set()
+                fingerprint = class_fingerprint(settings, files, digests, used, decided)
+                fingerprints[wnid] = fingerprint
+                kept = previous.kept(wnid, fingerprint)
+                if kept is not None:
+                    rows += kept
+                    left_out[wnid] = previous.left_out[wnid]
+                    summary.kept += 1
+                else:
+                    data, _ = cache.load(model.cache_key, wnid, files)
+                    result = propose_for_class(data, model.standardize, used, decided, per_class, root)
+                    left_out[wnid] = [result.duplicates, result.used]
+                    summary.matched += 1
+                    rows += [{"wnid": wnid, "file_a": a, "file_b": b, "score": score, "rank": rank,
+                              "embedder": model.label} for rank, (a, b, score) in enumerate(result.pairs)]
+                summary.duplicates += left_out[wnid][0]
+                summary.used += left_out[wnid][1]
+                matching.update()
+        finally:
+            matching.close()
+            if store:
+                store.close()
     finally:
         cache.close()
     summary.classes = len(report.classes)
     summary.images = sum(len(c.usable) for c in report.classes.values())
     summary.pairs = len(rows)
-    summary.path = write_proposals(project, rows, {"embedder": str(spec), "label": model.label,
-                                                   "per_class": per_class})
+    summary.path = write_proposals(project, rows, {
+        "embedder": str(spec), "label": model.label, "per_class": per_class, "vectors": model.cache_key,
+        "standardize": model.standardize, "fingerprints": fingerprints, "left_out": left_out})
     summary.seconds = time.monotonic() - started
     return summary
