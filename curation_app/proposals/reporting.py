@@ -21,10 +21,11 @@ def progress_mode(enabled: bool = True) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, what: str, unit: str, mode: str, *, every: float = LOG_SECONDS):
+    def __init__(self, total: int, what: str, unit: str, mode: str, *, every: float | None = None):
         if mode not in ("bar", "lines", "off"):
             raise ValueError(f"progress mode '{mode}' is not bar, lines or off")
-        self.total, self.what, self.unit, self.mode, self.every = total, what, unit, mode, every
+        self.total, self.what, self.unit, self.mode = total, what, unit, mode
+        self.every = LOG_SECONDS if every is None else every
         self.done = 0
         self.started = self.logged = time.monotonic()
         self.bar = None
