@@ -10,7 +10,7 @@ from html import escape
 from urllib.parse import quote
 
 from pair_manifest.decisions import TAGS
-from pair_manifest.stats import Stats
+from pair_manifest.stats import Stats, format_trend
 
 from curation_app.views import View
 from curation_app.workstate import Item
@@ -141,6 +141,7 @@ def render_progress(stats: Stats, wnids: list[str], names: dict[str, str], holde
             f'<td class="sp-num-cell">{row["accepted"]} / {target}</td>'
             f'<td><div class="sp-meter"><div style="width:{100 * share:.1f}%"></div></div></td>'
             f'<td class="sp-num-cell">{row["rejected"]}</td><td class="sp-num-cell">{row["skipped"]}</td>'
+            f'<td class="sp-num-cell">{_percent(row.get("acceptance_rate"))}</td><td>{escape(format_trend(row))}</td>'
             f"<td>{escape(holders.get(wnid, ''))}</td></tr>")
     people = []
     for name, row in stats.per_annotator.items():
@@ -158,7 +159,7 @@ def render_progress(stats: Stats, wnids: list[str], names: dict[str, str], holde
         f'<div class="sp-progress"><div class="sp-overall"><b>{total:,}</b> of {target * len(wnids):,} pairs '
         f"({100 * overall:.1f}%) in {len(wnids)} classes · {stats.decisions:,} decisions · review: {review_line}</div>"
         '<div class="sp-tables"><table class="sp-table"><thead><tr><th>class</th><th>name</th><th>pairs</th>'
-        "<th></th><th>rejected</th><th>skipped</th><th>with</th></tr></thead><tbody>" + "".join(rows)
+        "<th></th><th>rejected</th><th>skipped</th><th>accept rate</th><th>per 50 shown</th><th>with</th></tr></thead><tbody>" + "".join(rows)
         + '</tbody></table><table class="sp-table"><thead><tr><th>annotator</th><th>decisions</th><th>accepted</th>'
         "<th>accept rate</th><th>per hour</th><th>reviews</th></tr></thead><tbody>" + "".join(people)
         + "</tbody></table></div></div>")

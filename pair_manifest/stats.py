@@ -1,6 +1,11 @@
-"""Progress and quality figures from a decision log: per class against the target, per annotator
-(decisions/hour, acceptance rate), per tag, review agreement (percent and Cohen's kappa), and
-proposal quality (acceptance rate per embedder and per rank bucket).
+"""Progress and quality figures from a decision log: per class against the target, with the
+acceptance rate of the pairs shown and its trend (per block of `TREND_BLOCK` decisions, so a lead
+sees where proposals help and where they do not), per annotator (decisions/hour, acceptance
+rate), per tag, review agreement (percent and Cohen's kappa), and proposal quality (acceptance
+rate per embedder and per rank bucket).
+
+Imported decisions (`manifest import`) all carry the time of the import, not of a decision: they
+count everywhere except in decisions per hour, which is unknown for them.
 
 Used by `manifest stats` and by the app's progress panel, so both always show the same numbers.
 """
@@ -14,6 +19,9 @@ from pair_manifest.store import TAGS, Decision
 
 ACTIVE_GAP_SECONDS = 300  # a pause longer than this is not annotation time
 RANK_BUCKETS = ((0, 10), (10, 50), (50, 200), (200, None))
+TREND_BLOCK = 50  # decisions per block of a class's acceptance trend (benchmarks/proposals_precision.py's blocks)
+IMPORTED = "import"  # the source of imported decisions: their time is the import's
+UNJUDGED_SOURCES = (IMPORTED, "pick")  # not a shown pair accepted or rejected (pick mode records accepts only)
 
 
 @dataclass
@@ -95,8 +103,11 @@ def compute_stats(decisions: list[Decision], *, target: int = 157, class_names: 
     stats.accepted = len(accepted)
 
     counts: dict[str, Counter] = defaultdict(Counter)
+    shown: dict[str, list[bool]] = defaultdict(list)  # accepted?, in log order, of the pairs shown per class
     for d in annotations:
         counts[d.wnid][d.verdict] += 1
+        if d.verdict in ("accept", "reject") and d.source not in UNJUDGED_SOURCES:
+            shown[d.wnid].append(d.verdict == "accept")
     accepted_count = accepted_by_class if accepted_by_class is not None else Counter(d.wnid for d in accepted)
     for wnid in sorted(set(counts) | set(accepted_count)):
         done = accepted_count.get(wnid, 0)
@@ -104,6 +115,7 @@ def compute_stats(decisions: list[Decision], *, target: int = 157, class_names: 
             "name": (class_names or {}).get(wnid, ""), "accepted": done, "target": target,
             "percent": round(100.0 * min(done, target) / target, 1) if target else 0.0,
             "rejected": counts[wnid]["reject"], "skipped": counts[wnid]["skip"],
+            **acceptance_trend(shown.get(wnid, [])),
         }
 
     per_annotator: dict[str, list[Decision]] = defaultdict(list)
@@ -112,13 +124,17 @@ def compute_stats(decisions: list[Decision], *, target: int = 157, class_names: 
     for annotator, own in sorted(per_annotator.items()):
         verdicts = Counter(d.verdict for d in own if d.review_of is None)
         decided = verdicts["accept"] + verdicts["reject"]
-        hours = _active_hours(sorted(_time(d.decided_at) for d in decisions if d.annotator == annotator))
+        timed = [d for d in own if d.source != IMPORTED]
+        hours = _active_hours(sorted(_time(d.decided_at) for d in decisions
+                                     if d.annotator == annotator and d.source != IMPORTED))
         total = len(own)
         stats.per_annotator[annotator] = {
             "decisions": total, "accepted": verdicts["accept"], "rejected": verdicts["reject"],
             "skipped": verdicts["skip"], "reviews": sum(d.review_of is not None for d in own),
-            "acceptance_rate": _rate(verdicts["accept"], decided),
-            "active_hours": round(hours, 3), "decisions_per_hour": round(total / hours, 1) if hours else None,
+            "acceptance_rate": _rate(verdicts["accept"], decided), "imported": total - len(timed),
+            "active_hours": round(hours, 3),
+            # Imported decisions share the import's time: a rate over them would be meaningless.
+            "decisions_per_hour": round(len(timed) / hours, 1) if timed and hours else None,
         }
 
     tag_counts = Counter(tag for d in accepted for tag in d.tags)
@@ -147,6 +163,16 @@ def compute_stats(decisions: list[Decision], *, target: int = 157, class_names: 
     return stats
 
 
+def acceptance_trend(accepted: list[bool], block: int = TREND_BLOCK) -> dict:
+    """A class's acceptance rate of the pairs shown, per block of `block` decisions in log order
+    (the last block may be shorter), and the change from the first block to the last."""
+    blocks = [accepted[i:i + block] for i in range(0, len(accepted), block)]
+    rates = [sum(b) / len(b) for b in blocks]
+    return {"shown": len(accepted), "acceptance_rate": _rate(sum(accepted), len(accepted)),
+            "acceptance_by_block": [round(r, 4) for r in rates],
+            "trend": round(rates[-1] - rates[0], 4) if len(rates) > 1 else None}
+
+
 def _summary(counter: Counter) -> dict:
     total = counter["accept"] + counter["reject"]
     return {"decided": total, "accepted": counter["accept"], "acceptance_rate": _rate(counter["accept"], total)}
@@ -159,17 +185,42 @@ def _active_hours(times: list[datetime]) -> float:
     return seconds / 3600.0
 
 
+def _percent(value) -> str:
+    return f"{100 * value:.0f}%" if value is not None else "-"
+
+
+def format_trend(row: dict) -> str:
+    """'62% 70% 81% (+19)': the acceptance rate per block of shown pairs, and the change."""
+    rates = row.get("acceptance_by_block") or []
+    if not rates:
+        return "-"
+    text = " ".join(_percent(r) for r in rates[-6:])
+    if len(rates) > 6:
+        text = "... " + text
+    return text + (f" ({100 * row['trend']:+.0f})" if row.get("trend") is not None else "")
+
+
 def format_stats(stats: Stats) -> str:
     lines = [f"accepted pairs: {stats.accepted} (target {stats.target} per class), decisions: {stats.decisions}", ""]
-    lines.append(f"{'class':<10} {'name':<24} {'accepted':>8} {'target':>6} {'done':>6} {'rejected':>8} {'skipped':>7}")
+    lines.append(f"{'class':<10} {'name':<24} {'accepted':>8} {'target':>6} {'done':>6} {'rejected':>8} {'skipped':>7} "
+                 f"{'accept%':>7}  trend per {TREND_BLOCK} shown")
     for wnid, row in stats.per_class.items():
         lines.append(f"{wnid:<10} {row['name'][:24]:<24} {row['accepted']:>8} {row['target']:>6} "
-                     f"{row['percent']:>5.1f}% {row['rejected']:>8} {row['skipped']:>7}")
+                     f"{row['percent']:>5.1f}% {row['rejected']:>8} {row['skipped']:>7} "
+                     f"{_percent(row['acceptance_rate']):>7}  {format_trend(row)}")
     lines += ["", f"{'annotator':<16} {'decisions':>9} {'accepted':>8} {'accept%':>7} {'per hour':>8} {'reviews':>7}"]
+    imported = False
     for name, row in stats.per_annotator.items():
-        rate = f"{100 * row['acceptance_rate']:.0f}%" if row["acceptance_rate"] is not None else "-"
-        speed = f"{row['decisions_per_hour']:.0f}" if row["decisions_per_hour"] else "-"
-        lines.append(f"{name[:16]:<16} {row['decisions']:>9} {row['accepted']:>8} {rate:>7} {speed:>8} {row['reviews']:>7}")
+        if row["decisions_per_hour"]:
+            speed = f"{row['decisions_per_hour']:.0f}"
+        else:
+            speed = "unknown" if row.get("imported") else "-"
+        imported = imported or bool(row.get("imported"))
+        lines.append(f"{name[:16]:<16} {row['decisions']:>9} {row['accepted']:>8} {_percent(row['acceptance_rate']):>7} "
+                     f"{speed:>8} {row['reviews']:>7}")
+    if imported:
+        lines.append("per hour: imported decisions carry the time of the import, so their rate is unknown "
+                     "(left out of the figure)")
     total_tags = max(1, stats.accepted)
     lines += ["", "tags on accepted pairs: " + ", ".join(
         f"{tag} {n} ({100 * n / total_tags:.0f}%)" for tag, n in stats.per_tag.items())]
