@@ -136,8 +136,6 @@ class ProposalBook:
 
     def evidence(self, wnid: str) -> Evidence:
         """A class's accepts and rejects (refuted accepts count as rejects) from the decision store."""
-        if not self.learning:
-            return Evidence()
         store = self._decision_store()
         if store is None:
             return Evidence()
