@@ -188,7 +188,7 @@ def _method_field_and_bad_value():
             lambda item: st.tuples(st.just(method), st.just(item[0]), _bad_text(item[1]))))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=_method_field_and_bad_value())
 def test_every_hyperparameter_refuses_bad_values_up_front(case, sample_repo, training_cache, tmp_path, capsys):
     method, field, value = case
@@ -199,7 +199,7 @@ def test_every_hyperparameter_refuses_bad_values_up_front(case, sample_repo, tra
     assert not out.exists()  # refused before the run folder (or a decode) was touched
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(item=st.one_of(WORDS.map(lambda w: f"{w}=1"), WORDS, st.just("=0.1")))
 def test_unknown_or_malformed_hp_items_are_refused(item, sample_repo, training_cache, tmp_path, capsys):
     code = main(_train_args(sample_repo, tmp_path / "never", training_cache) + ["--hp", item])
@@ -288,7 +288,7 @@ def _malformed_config():
     return st.one_of(change, missing, whole, broken)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutation=_malformed_config())
 def test_malformed_config_json_is_reported_by_file_and_field_and_changes_nothing(mutation, finished_run, tmp_path,
                                                                                   capsys):
