@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from pair_manifest import pair_state
+from pair_manifest import pair_state, policy
 from pair_manifest.decisions import (TAGS, VERDICTS, AcceptedPair, Decision, IdempotencyConflict, NewDecision,
                                      PolicyViolation, Recorded, canonical_tags, decision_from_row, get_decision,
                                      utc_now)
@@ -160,13 +160,13 @@ class DecisionStore:
 
     def record(self, new: NewDecision) -> Recorded:
         """Append one decision after checking the policy; returns once it has committed."""
-        file_a, file_b, tags = self._checked(new)
+        file_a, file_b, tags = policy.well_formed(new)
         existing = self._by_key(new.idempotency_key)
         if existing:
-            return self._same_request(existing, new, file_a, file_b, tags)
+            return policy.same_request(existing, new, file_a, file_b, tags)
         facts_a, facts_b = self.image_facts(file_a), self.image_facts(file_b)
         if new.verdict == "accept" and new.review_of is None:
-            self._check_distinct_photos(file_a, file_b, facts_a, facts_b)
+            policy.distinct_photos(file_a, file_b, facts_a, facts_b, self.resolve)
         return self._commit(new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
 
     @contextmanager
@@ -176,33 +176,6 @@ class DecisionStore:
         when the block ends (or none, if it raises)."""
         with self._transaction() as connection:
             yield BulkRecorder(self, connection)
-
-    def _checked(self, new: NewDecision) -> tuple[str, str, str]:
-        """The checks that need no image and no database: (file_a, file_b, tags), canonical."""
-        if new.verdict not in ("accept", "reject", "skip"):
-            raise UserError(f"verdict: '{new.verdict}' is not one of accept, reject, skip (use undo_last to undo)")
-        check_file_id(new.wnid, new.file_a)
-        check_file_id(new.wnid, new.file_b)
-        if not new.annotator:
-            raise UserError("annotator: empty annotator name")
-        tags = canonical_tags(new.tags)
-        file_a, file_b = canonical_pair(new.file_a, new.file_b)
-        if file_a == file_b:
-            raise PolicyViolation(f"{file_a}: a pair needs two different files")
-        return file_a, file_b, tags
-
-    def _check_distinct_photos(self, file_a: str, file_b: str, facts_a: ImageFacts, facts_b: ImageFacts) -> None:
-        """The near-duplicate rule (`pair_manifest.near_duplicates`); equal bytes are refused by
-        `_append` with their own message."""
-        from pair_manifest.near_duplicates import grey_thumbnail, same_photo
-
-        if facts_a.sha256 == facts_b.sha256:
-            return
-        if same_photo(facts_a, facts_b, lambda: (grey_thumbnail(self.resolve(file_a), name=file_a),
-                                                 grey_thumbnail(self.resolve(file_b), name=file_b))):
-            raise PolicyViolation(
-                f"{file_a} and {file_b} are near-duplicates (perceptual hashes {facts_a.phash.distance(facts_b.phash)} "
-                "bits apart, and their thumbnails line up): a semantic pair needs two different photos")
 
     def replay(self, decision: Decision, *, review_of: int | None, undo_of: int | None) -> Recorded:
         """Append a decision taken from another log (merge, validation), keeping its key, time and
@@ -221,7 +194,7 @@ class DecisionStore:
         file_a, file_b = canonical_pair(new.file_a, new.file_b)
         existing = self._by_key(new.idempotency_key)
         if existing:
-            return self._same_request(existing, new, file_a, file_b, canonical_tags(new.tags))
+            return policy.same_request(existing, new, file_a, file_b, canonical_tags(new.tags))
         return self._commit(new, file_a, file_b, canonical_tags(new.tags), decision.sha256_a, decision.sha256_b)
 
     def _commit(self, new: NewDecision, file_a: str, file_b: str, tags: str, sha_a: str, sha_b: str) -> Recorded:
@@ -247,15 +220,14 @@ class DecisionStore:
     def _append(self, connection, new: NewDecision, file_a: str, file_b: str, tags: str, sha_a: str,
                 sha_b: str) -> Recorded:
         """Check the policy against the store's state and append (inside a write transaction)."""
-        if new.verdict == "accept" and new.review_of is None and sha_a == sha_b:
-            raise PolicyViolation(f"{file_a} and {file_b} have the same bytes (SHA-256 {sha_a[:12]}…)")
+        policy.same_bytes(new, file_a, file_b, sha_a, sha_b)
         existing = self._by_key(new.idempotency_key)  # a concurrent retry may have won the race
         if existing:
-            return self._same_request(existing, new, file_a, file_b, tags)
+            return policy.same_request(existing, new, file_a, file_b, tags)
         if new.review_of is not None:
-            self._check_review(connection, new, file_a, file_b)
+            policy.review_allowed(connection, new, file_a, file_b)
         else:
-            self._check_annotation(connection, new.verdict, new.wnid, file_a, file_b)
+            policy.annotation_allowed(connection, new.verdict, new.wnid, file_a, file_b)
         decided_at = new.decided_at or utc_now()
         cursor = connection.execute(
             "INSERT INTO decisions (idempotency_key, wnid, file_a, file_b, sha256_a, sha256_b, verdict,"
@@ -316,46 +288,6 @@ class DecisionStore:
         decision = get_decision(connection, cursor.lastrowid)
         pair_state.apply(connection, decision)
         return decision
-
-    def _check_annotation(self, connection, verdict: str, wnid: str, file_a: str, file_b: str) -> None:
-        state = connection.execute(
-            "SELECT state, decision_seq FROM pair_state WHERE file_a = ? AND file_b = ?", (file_a, file_b)).fetchone()
-        if state is not None and state["state"] == "accepted" and verdict != "skip":
-            by = get_decision(connection, state["decision_seq"])
-            raise PolicyViolation(f"{file_a} + {file_b}: already accepted by {by.annotator} (decision {by.seq})")
-        if state is not None and state["state"] == "refuted" and verdict == "accept":
-            raise PolicyViolation(f"{file_a} + {file_b}: refuted in review, cannot be accepted again")
-        if verdict == "accept":
-            for file in (file_a, file_b):
-                used = connection.execute("SELECT decision_seq FROM image_use WHERE file = ?", (file,)).fetchone()
-                if used:
-                    other = get_decision(connection, used["decision_seq"])
-                    partner = other.file_b if other.file_a == file else other.file_a
-                    raise PolicyViolation(
-                        f"{file}: already in an accepted pair of {wnid} (with {partner}, decision {other.seq})")
-
-    def _check_review(self, connection, new: NewDecision, file_a: str, file_b: str) -> None:
-        reviewed = get_decision(connection, new.review_of)
-        if reviewed is None or reviewed.verdict not in ("accept", "reject") or reviewed.review_of is not None:
-            raise PolicyViolation(f"review_of: decision {new.review_of} is not an accept or reject to review")
-        if (reviewed.file_a, reviewed.file_b) != (file_a, file_b):
-            raise PolicyViolation(f"review_of: decision {new.review_of} is about another pair")
-        if reviewed.annotator == new.annotator:
-            raise PolicyViolation(f"review_of: {new.annotator} cannot review their own decision {reviewed.seq}")
-        if new.verdict == "skip":
-            raise PolicyViolation("verdict: a review confirms (accept) or refutes (reject); skip records nothing")
-        if connection.execute("SELECT 1 FROM decisions WHERE undo_of = ?", (reviewed.seq,)).fetchone():
-            raise PolicyViolation(f"review_of: decision {reviewed.seq} has been undone")
-
-    def _same_request(self, existing: Decision, new: NewDecision, file_a, file_b, tags) -> Recorded:
-        same = (existing.wnid, existing.file_a, existing.file_b, existing.verdict, "|".join(existing.tags),
-                existing.annotator, existing.review_of) == (new.wnid, file_a, file_b, new.verdict, tags,
-                                                            new.annotator, new.review_of)
-        if not same:
-            raise IdempotencyConflict(
-                f"idempotency key {new.idempotency_key} was already used for decision {existing.seq}, "
-                "which differs from this one")
-        return Recorded(existing, duplicate=True)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -475,12 +407,12 @@ class BulkRecorder:
 
     def record(self, new: NewDecision, facts_a: ImageFacts, facts_b: ImageFacts) -> Recorded:
         store = self.store
-        file_a, file_b, tags = store._checked(new)
+        file_a, file_b, tags = policy.well_formed(new)
         if canonical_pair(new.file_a, new.file_b) != (new.file_a, new.file_b):
             facts_a, facts_b = facts_b, facts_a
         existing = store._by_key(new.idempotency_key)
         if existing:
-            return store._same_request(existing, new, file_a, file_b, tags)
+            return policy.same_request(existing, new, file_a, file_b, tags)
         if new.verdict == "accept" and new.review_of is None:
-            store._check_distinct_photos(file_a, file_b, facts_a, facts_b)
+            policy.distinct_photos(file_a, file_b, facts_a, facts_b, store.resolve)
         return store._append(self.connection, new, file_a, file_b, tags, facts_a.sha256, facts_b.sha256)
