@@ -34,7 +34,8 @@ LONGEST_PAUSE = 300.0
 CONCURRENT_CHECKS = 1  # scrypt runs one at a time: 128 MiB, and a flood holds at most one core
 WAITING_CHECKS = 16
 SLOW_ANSWER = 5.0  # a refused attempt is answered after up to this many seconds (the pause, at most)
-BUSY_ANSWER = 1.0  # seconds before "busy" is answeredFORGET_AFTER = 3600.0  # a counter without a failure for this long is dropped
+BUSY_ANSWER = 1.0  # seconds before "busy" is answered
+FORGET_AFTER = 3600.0  # a counter without a failure for this long is dropped
 MAX_TRACKED = 100_000  # names and addresses remembered at most (a flood of made-up names)
 
 

@@ -105,3 +105,17 @@ def test_the_login_page_says_when_sign_in_pauses(served):
     page = connection.getresponse().read().decode()
     assert '"auth_required":true' in page  # the login form, not the app
     assert "After 5 failed attempts for one name or from one address, sign-in pauses" in page
+
+
+def test_counters_of_a_flood_of_made_up_names_are_forgotten():
+    """Memory stays bounded: counters idle for an hour go; past MAX_TRACKED the oldest half go."""
+    from curation_app import login_guard
+
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    for n in range(1500):
+        throttle.failed(f"guess{n}", f"10.1.0.{n % 6}")
+    assert len(throttle._records) == 1500 + 6  # 1500 names, 6 addresses
+    clock.now += login_guard.FORGET_AFTER + 1
+    throttle.failed("dora", "10.0.0.1")
+    assert len(throttle._records) == 2  # only dora's name and address are left
