@@ -41,6 +41,7 @@ from training.data.cache import load_dataset
 from training.errors import NonFiniteLoss, TrainingError
 from training.methods import method_module
 from training.optim import build_optimizer
+from training.progress import progress
 from training.recipe import flat_fields
 from training.run_dir import MetricsLog, RunDir
 from training.schedule import WarmupCosine, cosine
@@ -317,16 +318,14 @@ class Trainer:
                              "eval_backbone": self.method.eval_backbone().state_dict()})
 
     def run_steps(self) -> dict:
-        from tqdm import tqdm
-
         cfg = self.cfg
         self.last_loss = None
         if self.start_step >= self.stop_step:  # resumed a finished run: nothing to do
             if self.main:
                 self.metrics.close()
             return self.summary(self.start_step, 0.0)
-        bar = tqdm(total=self.stop_step, initial=self.start_step, unit="step", mininterval=1.0,
-                   disable=not (self.main and cfg.progress), desc=f"{cfg.method} {cfg.config}")
+        bar = progress(self.stop_step, f"{cfg.method} {cfg.config}", "step", enabled=self.main and cfg.progress,
+                       initial=self.start_step)
         pending: list = []
         started = time.perf_counter()
         self.method.train()

@@ -363,3 +363,23 @@ def test_eval_refuses_a_config_naming_another_method_than_the_checkpoints(finish
     assert "names method 'byol'" in error and "trained with 'simclr'" in error
     assert not (run / "eval").exists()
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["method"] == "simclr"
+
+
+def test_progress_is_a_line_every_few_seconds_when_stderr_is_not_a_terminal(capsys):
+    from training.progress import Lines, progress
+
+    reporter = progress(100, "simclr sp", "step")  # pytest's captured stderr is not a terminal
+    assert isinstance(reporter, Lines)
+    reporter.every = 0.0  # every update prints, to see the lines
+    reporter.update(25)
+    reporter.set_postfix(loss="1.2345")
+    reporter.update(25)
+    reporter.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("simclr sp: 25/100 step (25%") and "s left" in lines[0]
+    assert "loss 1.2345" in lines[1] and lines[-1].startswith("simclr sp: 50/100 step in ")
+    assert "\r" not in "".join(lines)
+    silent = progress(10, "quiet", "step", enabled=False)
+    silent.update(10)
+    silent.close()
+    assert capsys.readouterr().err == ""

@@ -100,11 +100,11 @@ def _decode_all(rows: Rows, size: int, out: np.ndarray, sizes: np.ndarray, worke
                 progress: bool) -> list[tuple[int, int, str]]:
     """Decode every row into `out` ((N, 2, S, S, 3) or (N, S, S, 3)) and `sizes`; returns the decode
     errors."""
-    from tqdm import tqdm
+    from training.progress import progress as reporter
 
     total = len(rows.dataset)
     errors: list[tuple[int, int, str]] = []
-    bar = tqdm(total=total, unit="row", desc=f"decoding to {size}x{size}", disable=not progress, mininterval=1.0)
+    bar = reporter(total, f"decoding at {size} px", "row", enabled=progress)
 
     def store(result):
         start, array, chunk_sizes, chunk_errors = result

@@ -32,7 +32,6 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.resnet import ResNet
 from torchvision.ops import MultiScaleRoIAlign, roi_align
-from tqdm import tqdm
 
 from pair_manifest.atomic import write_atomically
 from training.eval.errors import EvalError
@@ -41,6 +40,7 @@ from training.eval.results import environment, write_result
 from training.eval.runs import load_run
 from training.eval.voc import DetectionImages, DetectionSplit, collate, open_detection
 from training.eval.voc_eval import evaluate_detections
+from training.progress import progress
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,9 @@ def train_detector(model: FasterRCNN, split: DetectionSplit, hp: DetectionHyperp
     )
     batches = _forever(loader)
     model.to(device).train()
-    progress = tqdm(range(start, hp.iterations), desc="detection fine-tuning", unit="it", initial=start,
-                    total=hp.iterations)
-    for iteration in progress:
+    bar = progress(hp.iterations, "detection fine-tuning", "it", initial=start)
+    for iteration in range(start, hp.iterations):
+        bar.update(1)
         images, targets = next(batches)
         images = [image.to(device, non_blocking=True) for image in images]
         targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
@@ -189,7 +189,7 @@ def train_detector(model: FasterRCNN, split: DetectionSplit, hp: DetectionHyperp
         if iteration % hp.log_every == 0 or iteration == hp.iterations - 1:
             row = {"iteration": iteration, "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
             history.append(row)
-            progress.set_postfix(loss=f"{row['loss']:.3f}")
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
         done = iteration + 1
         if state_path is not None and (done % hp.checkpoint_every == 0) and done < hp.iterations:
             buffer = io.BytesIO()
@@ -200,6 +200,7 @@ def train_detector(model: FasterRCNN, split: DetectionSplit, hp: DetectionHyperp
             except OSError as error:
                 raise EvalError(f"{state_path}: the detection state could not be written "
                                 f"({error.strerror or error}); the previous state is intact") from None
+    bar.close()
     return history
 
 
@@ -212,12 +213,15 @@ def predict(model: FasterRCNN, split: DetectionSplit, hp: DetectionHyperparamete
     loader = torch.utils.data.DataLoader(DetectionImages(split, flip=False), batch_size=batch_size,
                                          num_workers=workers, collate_fn=collate)
     predictions = {}
-    for images, targets in tqdm(loader, desc="detection test", unit="batch", leave=False):
+    bar = progress(len(loader), "detection test", "batch")
+    for images, targets in loader:
+        bar.update(1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             outputs = model([image.to(device) for image in images])
         for target, output in zip(targets, outputs):
             predictions[target["index"]] = (output["boxes"].float().cpu().numpy(), output["scores"].float().cpu().numpy(),
                                             output["labels"].cpu().numpy())
+    bar.close()
     model.transform.min_size = hp.min_sizes_train
     return predictions
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from pair_manifest.atomic import write_atomically
+from training.progress import progress
 
 from training.eval.datasets import EvalDataset, Split
 from training.eval.runs import EvalRun
@@ -92,13 +92,16 @@ def extract(run: EvalRun, split: Split, device: torch.device, batch_size: int = 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     chunks, labels = [], []
-    for images, y in tqdm(image_loader(split, run.resolution, batch_size, workers),
-                          desc=f"features {split.where}", unit="batch", leave=False):
+    loader = image_loader(split, run.resolution, batch_size, workers)
+    bar = progress(len(loader), f"features {split.where}", "batch")
+    for images, y in loader:
+        bar.update(1)
         images = normalize(images.to(device, non_blocking=True), run.mean, run.std)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         chunks.append(model(images).float().cpu())
         labels.append(y)
+    bar.close()
     return Features(torch.cat(chunks), torch.cat(labels).long())
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from training.augment import Ops, ViewRecipe, apply_params, sample_params
 from training.eval.datasets import Split, open_dataset
 from training.eval.errors import EvalError
 from training.eval.features import image_loader, pick_device
 from training.eval.results import environment, write_result
+from training.progress import progress
 from training.schedule import cosine
 from training.eval.runs import load_run
 
@@ -49,9 +49,13 @@ class FinetuneHyperparameters:
 def decode_split(split: Split, size: int, workers: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of a split at `size` as one uint8 (N, 3, size, size) tensor, with labels."""
     images, labels = [], []
-    for batch, y in tqdm(image_loader(split, size, 512, workers), desc=f"decode {split.where}", unit="batch", leave=False):
+    loader = image_loader(split, size, 512, workers)
+    bar = progress(len(loader), f"decode {split.where}", "batch")
+    for batch, y in loader:
         images.append(batch)
         labels.append(y)
+        bar.update(1)
+    bar.close()
     return torch.cat(images), torch.cat(labels).long()
 
 
@@ -119,7 +123,7 @@ def finetune(run_dir: str | Path, dataset: str, hp: FinetuneHyperparameters = Fi
     total = hp.epochs * steps_per_epoch
     warmup = min(total, hp.warmup_epochs * steps_per_epoch)
     history, step = [], 0
-    progress = tqdm(total=total, desc=f"finetune {data.slug}", unit="step")
+    bar = progress(total, f"finetune {data.slug}", "step")
     for epoch in range(hp.epochs):
         model.train()
         order = torch.randperm(train_x.shape[0], device=target, generator=generator)
@@ -138,10 +142,10 @@ def finetune(run_dir: str | Path, dataset: str, hp: FinetuneHyperparameters = Fi
             optimizer.step()
             losses.append(loss.detach())
             step += 1
-            progress.update(1)
+            bar.update(1)
         history.append({"epoch": epoch, "loss": float(torch.stack(losses).mean())})
-        progress.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-    progress.close()
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+    bar.close()
     result = {
         "top1": accuracy(model, test_x, test_y, run.mean, run.std, hp.batch_size, target),
         "train_top1": accuracy(model, train_x.cpu(), train_y.cpu(), run.mean, run.std, hp.batch_size, target),
