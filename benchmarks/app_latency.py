@@ -368,6 +368,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the prepared images here (reused by the next run)")
     parser.add_argument("--store-size", type=int, default=0, help="decisions recorded before the server starts")
     parser.add_argument("--flood", type=int, default=0, help="threads posting wrong passwords (second latency run)")
+    parser.add_argument("--propose", action="store_true",
+                        help="run `propose` first: verify mode shows proposals, re-ranked from each decision")
     args = parser.parse_args()
 
     import gradio
@@ -384,6 +386,11 @@ def main() -> None:
             started = time.perf_counter()
             selection = seed_store(base / "project", images, wnids, args.store_size, "alice")
             print(f"store seeded with {args.store_size:,} decisions in {time.perf_counter() - started:.0f} s")
+        if args.propose:
+            from curation_app.proposals.propose import propose
+
+            summary = propose(images, base / "project", classes=str(write_classes(base / "classes.csv", selection)))
+            print(f"proposals: {summary.pairs} pairs for {summary.classes} classes (learning from decisions on)")
         server = AppServer(images, base / "project", users=users,
                            classes=write_classes(base / "classes.csv", selection)).start()
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,9 @@ class ProposalBook:
         self._info: dict = {}
         self._models: dict[str, LearnedModel | None] = {}
         self._store: DecisionStore | None = None
+        self._prepared: set[str] = set()
+        self._orders: dict[str, tuple[Evidence, list[Proposal]]] = {}
+        self._background: ThreadPoolExecutor | None = None
         self.refresh(strict=True)
 
     def refresh(self, *, strict: bool = False) -> None:
@@ -103,6 +107,7 @@ class ProposalBook:
                 log.error("%s", error)
                 return
             self._by_class, self._scores, self._models, self._stamp = by_class, {}, {}, stamp
+            self._prepared, self._orders = set(), {}
             self._info = read_info(self.path)
             log.info("read %s: %d proposals in %d classes", self.path, sum(map(len, by_class.values())), len(by_class))
 
@@ -127,12 +132,21 @@ class ProposalBook:
         proposals = self.all_for_class(wnid)
         decided = evidence.accepted | evidence.rejected
         remaining = [p for p in proposals if (p.file_a, p.file_b) not in decided]
+        if self.learning and not evidence and proposals:
+            self._prepare(wnid)  # the class's first decision then finds its model's data ready
         if not self.learning or not evidence or len(remaining) < 2:
             return remaining
+        with self._lock:
+            cached = self._orders.get(wnid)
+        if cached is not None and cached[0] == evidence:  # the prefetch after a keypress asks again
+            return list(cached[1])
         model = self.model(wnid, evidence)
         order = learned_order(model, [p.file_a for p in remaining], [p.file_b for p in remaining],
                               np.array([p.score for p in remaining]), np.array([p.score for p in proposals]))
-        return [remaining[i] for i in order]
+        ordered = [remaining[i] for i in order]
+        with self._lock:
+            self._orders[wnid] = (evidence, ordered)
+        return list(ordered)
 
     def evidence(self, wnid: str) -> Evidence:
         """A class's accepts and rejects (refuted accepts count as rejects) from the decision store."""
@@ -162,6 +176,23 @@ class ProposalBook:
         with self._lock:
             self._models[wnid] = model
         return model
+
+    def _prepare(self, wnid: str) -> None:
+        """Read and index the class's pool in the background (a few hundred ms for 1,300 images),
+        once per class, off the keypress that shows its first pair."""
+        with self._lock:
+            if wnid in self._prepared or not self._info.get("vectors"):
+                return
+            self._prepared.add(wnid)
+            if self._background is None:
+                self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning")
+        self._background.submit(self._load_quietly, wnid, self._info["vectors"], self._info["standardize"])
+
+    def _load_quietly(self, wnid: str, vectors: str, standardize: str) -> None:
+        try:
+            load_class_pool(self.project_dir, wnid, vectors, standardize)
+        except Exception:  # noqa: BLE001 - the keypress that needs it will load it again and log why
+            log.debug("preparing the learning data of %s failed", wnid, exc_info=True)
 
     def _decision_store(self) -> DecisionStore | None:
         if self._store is None and (self.project_dir / STORE_FILE).is_file():
