@@ -27,6 +27,7 @@ from pathlib import Path
 from pair_manifest.classes import ClassSelection
 from pair_manifest.errors import UserError
 from pair_manifest.scan import is_protected, scan_class
+from pair_manifest.sqlite_db import StorageError
 
 from curation_app.workstate import WorkState
 
@@ -124,8 +125,7 @@ class Catalog:
                 log.warning("class folder %s cannot be read (%s); the class is left out", self.root / wnid, reason)
             return []
         for name, reason in rejected:
-            if self.work.mark_bad(wnid, f"{wnid}/{name}", reason):
-                log.warning("unusable image skipped: %s/%s: %s", wnid, name, reason)
+            self.mark_bad(wnid, f"{wnid}/{name}", reason)
         return [f"{wnid}/{name}" for name in usable]
 
     def _hard_links(self, wnid: str) -> tuple[str, ...]:
@@ -145,8 +145,14 @@ class Catalog:
         return tuple(found)
 
     def mark_bad(self, wnid: str, file: str, reason: str) -> str:
-        """Record an image that failed while curating; returns the note shown to the annotator."""
-        if self.work.mark_bad(wnid, file, reason):
+        """Record an image that failed while curating; returns the note shown to the annotator.
+        A disk that refuses the record only means the image is found bad again next time."""
+        try:
+            first = self.work.mark_bad(wnid, file, reason)
+        except StorageError as error:
+            log.error("could not record the unusable image %s: %s", file, error)
+            first = True
+        if first:
             log.warning("unusable image skipped: %s: %s", file, reason)
         return f"{file} cannot be used ({reason}); it is skipped from now on."
 

@@ -22,6 +22,7 @@ from pair_manifest.store import DecisionStore
 class ClassSnapshot:
     seq: int = 0  # every decision of the class up to this one is reflected
     decided: set[tuple[str, str]] = field(default_factory=set)  # pairs with a verdict in force
+    accepted: set[tuple[str, str]] = field(default_factory=set)  # of those, the accepted ones
     used: set[str] = field(default_factory=set)  # images in accepted pairs
     skipped: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # annotator -> live skips
 
@@ -47,7 +48,7 @@ class ClassState:
                 for decision in new:
                     self._apply(snapshot, decision)
             self._snapshots[wnid] = snapshot
-            return ClassSnapshot(snapshot.seq, set(snapshot.decided), set(snapshot.used),
+            return ClassSnapshot(snapshot.seq, set(snapshot.decided), set(snapshot.accepted), set(snapshot.used),
                                  {who: set(pairs) for who, pairs in snapshot.skipped.items()})
 
     def _read(self, wnid: str) -> ClassSnapshot:
@@ -55,7 +56,8 @@ class ClassState:
         skipped: dict[str, set[tuple[str, str]]] = {}
         for annotator, pair in self.store.class_skips(wnid):
             skipped.setdefault(annotator, set()).add(pair)
-        return ClassSnapshot(seq, self.store.decided_pairs(wnid), self.store.used_images(wnid), skipped)
+        return ClassSnapshot(seq, self.store.decided_pairs(wnid), self.store.decided_pairs(wnid, "accepted"),
+                             self.store.used_images(wnid), skipped)
 
     @staticmethod
     def _apply(snapshot: ClassSnapshot, decision) -> None:
@@ -65,5 +67,8 @@ class ClassState:
         else:  # accept or reject, not a review (those re-read the class)
             snapshot.decided.add(pair)
             if decision.verdict == "accept":
+                snapshot.accepted.add(pair)
                 snapshot.used.update(pair)
+            else:
+                snapshot.accepted.discard(pair)
         snapshot.seq = max(snapshot.seq, decision.seq)

@@ -62,5 +62,6 @@ def test_class_snapshots_follow_the_log_whoever_writes_it(tmp_path, sample_image
             pass
         snapshot = classes.of(WNID)
         assert snapshot.decided == store.decided_pairs(WNID) and snapshot.used == store.used_images(WNID)
+        assert snapshot.accepted == store.decided_pairs(WNID, "accepted")
         for person in ("alice", "bob"):
             assert snapshot.closed_for(person) == store.decided_pairs(WNID) | store.skipped_pairs(WNID, person)
