@@ -28,7 +28,7 @@ colour and edges are. Measured with `benchmarks/proposals_precision.py` on folde
 sibling classes (the share of proposed pairs within one true class, best 157 pairs per class,
 object-first score): centre only 0.72, whole photo 0.73, with the two grids 0.78 (Tiny-ImageNet
 siblings); 0.52 -> 0.70 on merged CIFAR-10 classes and 0.58 -> 0.87 on merged Imagenette classes
-against the centre-only vector with the earlier context-first score. More blocks (LBP grids, a
+against the centre-only vector under a context-first score (context weight 1). More blocks (LBP grids, a
 joint colour histogram, 8x8 gradient grids) added nothing there. The *context vector* stays the
 band's 32 numbers.
 """

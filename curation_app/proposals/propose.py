@@ -124,12 +124,12 @@ def propose_for_class(data, standardize: str, used: set[str], decided: set[tuple
     return ClassProposals(pairs, duplicates, used_count)
 
 
-def _plan(report, cache: EmbeddingCache, embedder_key: str, summary: ProposeSummary) -> tuple[list[Task], set[str]]:
-    """Tasks for files the cache cannot answer, and the files it can (counted as reused). A file
-    gone or unreadable since the scan is counted as unreadable, with its reason."""
+def _plan(report, cache: EmbeddingCache, embedder_key: str, summary: ProposeSummary) -> list[Task]:
+    """Tasks for files the cache cannot answer (those it can are counted as reused). A file gone
+    or unreadable since the scan is counted as unreadable, with its reason."""
     known = cache.known_files()
     complete = cache.complete(embedder_key)
-    tasks, reused = [], set()
+    tasks, reused = [], 0
     for wnid in report.classes:
         for file in report.usable_files(wnid):
             path = report.root / file
@@ -141,11 +141,11 @@ def _plan(report, cache: EmbeddingCache, embedder_key: str, summary: ProposeSumm
             row = known.get(file)
             same = row is not None and row[0] == stat.st_size and row[1] == stat.st_mtime_ns
             if same and row[2] in complete:
-                reused.add(file)
+                reused += 1
             else:
                 tasks.append(Task(file, str(path), stat.st_size, stat.st_mtime_ns, row[2] if same else None))
-    summary.reused = len(reused)
-    return tasks, reused
+    summary.reused = reused
+    return tasks
 
 
 def _write_cache(cache: EmbeddingCache, key: str, entries: list[Entry]) -> None:
@@ -312,7 +312,7 @@ def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode:
     settings = json.dumps([MATCHING_VERSION, model.cache_key, model.standardize, per_class, str(root.resolve())])
     previous = _Previous.read(project, model.label)
     try:
-        tasks, _ = _plan(report, cache, model.cache_key, summary)
+        tasks = _plan(report, cache, model.cache_key, summary)
         unreadable = _embed(tasks, cache, model, workers, mode, summary)
         for wnid in report.classes:
             try:
