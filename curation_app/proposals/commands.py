@@ -28,6 +28,9 @@ def register(subparsers) -> None:
                         help="download nothing: use only weights already cached (also HF_HUB_OFFLINE=1)")
     parser.add_argument("--per-class", type=int, default=None, metavar="N",
                         help="at most N pairs per class (default: as many as the matching finds)")
+    parser.add_argument("--context-weight", type=float, default=None, metavar="W",
+                        help="weight of 'different context' against 'same object' in the score (default 0.3): "
+                             "higher gives more varied backgrounds and fewer pairs of one real object kind")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="decoding processes (default: all cores)")
     parser.set_defaults(handler=run_propose)
@@ -37,6 +40,7 @@ def run_propose(args: argparse.Namespace) -> int:
     from curation_app.proposals.propose import propose
 
     summary = propose(args.images, args.project, classes=args.classes, embedder=args.embedder,
-                      per_class=args.per_class, workers=args.workers, progress=True, offline=args.offline)
+                      per_class=args.per_class, workers=args.workers, progress=True, offline=args.offline,
+                      context_weight=args.context_weight)
     print("\n".join(summary.lines()))
     return 0

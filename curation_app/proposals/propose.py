@@ -33,7 +33,8 @@ from curation_app.proposals.duplicates import CROP_SIMILARITY, crop_similarity, 
 from curation_app.proposals.embedders import DEFAULT_SPEC, Embedder, load_embedder, parse_spec
 from curation_app.proposals.output import proposals_path, read_info, read_table, write_proposals
 from curation_app.proposals.reporting import Progress, progress_mode
-from curation_app.proposals.scoring import CONTEXT_WEIGHT, Z_CLIP, class_statistics, pair_scores, standardise
+from curation_app.proposals import scoring
+from curation_app.proposals.scoring import Z_CLIP, class_statistics, pair_scores, standardise
 from curation_app.proposals.selection import greedy_matching
 from curation_app.proposals.worker import Outcome, Task, init_worker, process
 from pair_manifest.errors import UserError
@@ -45,7 +46,8 @@ FLUSH_SECONDS = 1.0  # ... or this much time, whichever comes first
 LOCK_FILE = ".propose.lock"  # its own name: the app and other commands lock the project folder too
 LISTED_PROBLEMS = 20  # skipped files listed one per line; the rest are counted
 # Everything besides the class's pool and decisions that changes a class's proposals.
-MATCHING_VERSION = f"score-context-{CONTEXT_WEIGHT}/clip-{Z_CLIP}/crop-{CROP_SIMILARITY}/phash-{NEAR_DUPLICATE_BITS}/v2"
+MATCHING_VERSION = f"score-v3/clip-{Z_CLIP}/crop-{CROP_SIMILARITY}/phash-{NEAR_DUPLICATE_BITS}"
+MAX_CONTEXT_WEIGHT = 10.0
 
 
 @dataclass
@@ -86,7 +88,8 @@ class ClassProposals:
 
 
 def propose_for_class(data, standardize: str, used: set[str], decided: set[tuple[str, str]],
-                      limit: int | None, images_root: Path | None = None) -> ClassProposals:
+                      limit: int | None, images_root: Path | None = None,
+                      context_weight: float | None = None) -> ClassProposals:
     """Pairs for one class. `data` is the class's `ClassData` (files sorted by name)."""
     if len(data) < 2:
         return ClassProposals([], 0, 0)
@@ -108,7 +111,7 @@ def propose_for_class(data, standardize: str, used: set[str], decided: set[tuple
     pool = np.array(sorted(keep), dtype=np.int64)
     if len(pool) < 2:
         return ClassProposals([], duplicates, used_count)
-    scores = pair_scores(objects[pool], contexts[pool], objects[pool], contexts[pool])
+    scores = pair_scores(objects[pool], contexts[pool], objects[pool], contexts[pool], context_weight)
     position = {data.files[i]: k for k, i in enumerate(pool)}
     forbidden = np.zeros((len(pool), len(pool)), dtype=bool)
     for file_a, file_b in decided:
@@ -275,12 +278,17 @@ class _Previous:
 
 def propose(images_root: str | Path, project_dir: str | Path, *, classes: str | None = None,
             embedder: str = DEFAULT_SPEC, per_class: int | None = None, workers: int | None = None,
-            progress: bool | str = False, offline: bool | None = None) -> ProposeSummary:
-    """`progress`: False/'off', True (a bar on a terminal, log lines elsewhere), 'bar' or 'lines'."""
+            progress: bool | str = False, offline: bool | None = None,
+            context_weight: float | None = None) -> ProposeSummary:
+    """`progress`: False/'off', True (a bar on a terminal, log lines elsewhere), 'bar' or 'lines';
+    `context_weight`: the score's context term (default `scoring.CONTEXT_WEIGHT`)."""
     started = time.monotonic()
     spec = parse_spec(embedder)
     if per_class is not None and per_class < 1:
         raise UserError(f"--per-class: must be at least 1, got {per_class}")
+    weight = scoring.CONTEXT_WEIGHT if context_weight is None else float(context_weight)
+    if not 0.0 <= weight <= MAX_CONTEXT_WEIGHT:
+        raise UserError(f"--context-weight: must be between 0 and {MAX_CONTEXT_WEIGHT:g}, got {context_weight}")
     root, project = Path(images_root), Path(project_dir)
     if not root.is_dir():
         raise UserError(f"--images {root}: not a folder")
@@ -288,10 +296,11 @@ def propose(images_root: str | Path, project_dir: str | Path, *, classes: str | 
         raise UserError(f"--project {project}: exists and is not a folder")
     mode = progress if isinstance(progress, str) else progress_mode(progress)
     with one_writer(lock_inside(project, LOCK_FILE), project, "project's proposals"):
-        return _propose(root, project, spec, classes, per_class, workers, mode, offline, started)
+        return _propose(root, project, spec, classes, per_class, workers, mode, offline, weight, started)
 
 
-def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode: str, offline, started) -> ProposeSummary:
+def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode: str, offline, weight: float,
+             started) -> ProposeSummary:
     from pair_manifest.scan import scan_root
     from pair_manifest.store import STORE_FILE, DecisionStore
 
@@ -309,7 +318,8 @@ def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode:
     summary.unreadable_classes = [f"{folder}: {reason}" for folder, reason in report.unreadable]
     summary.failed += [f"{file}: {reason}" for file, reason in report.rejected]
     cache = EmbeddingCache.for_project(project)
-    settings = json.dumps([MATCHING_VERSION, model.cache_key, model.standardize, per_class, str(root.resolve())])
+    settings = json.dumps([MATCHING_VERSION, weight, model.cache_key, model.standardize, per_class,
+                           str(root.resolve())])
     previous = _Previous.read(project, model.label)
     try:
         tasks = _plan(report, cache, model.cache_key, summary)
@@ -320,7 +330,8 @@ def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode:
             except sqlite3.OperationalError as error:
                 raise UserError(f"{cache.path}: {error}; images embedded are kept, a re-run carries on") from None
         try:
-            cache.set_meta({"images_root": str(root.resolve()), "embedder_spec": str(spec)})
+            cache.set_meta({"images_root": str(root.resolve()), "embedder_spec": str(spec),
+                            "context_weight": repr(weight)})
         except sqlite3.OperationalError as error:
             raise UserError(f"{cache.path}: {error}; images embedded are kept, a re-run carries on") from None
 
@@ -342,7 +353,7 @@ def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode:
                     summary.kept += 1
                 else:
                     data, _ = cache.load(model.cache_key, wnid, files)
-                    result = propose_for_class(data, model.standardize, used, decided, per_class, root)
+                    result = propose_for_class(data, model.standardize, used, decided, per_class, root, weight)
                     left_out[wnid] = [result.duplicates, result.used]
                     summary.matched += 1
                     rows += [{"wnid": wnid, "file_a": a, "file_b": b, "score": score, "rank": rank,
@@ -361,6 +372,7 @@ def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode:
     summary.pairs = len(rows)
     summary.path = write_proposals(project, rows, {
         "embedder": str(spec), "label": model.label, "per_class": per_class, "vectors": model.cache_key,
+        "context_weight": weight,
         "standardize": model.standardize, "fingerprints": fingerprints, "left_out": left_out})
     summary.seconds = time.monotonic() - started
     return summary

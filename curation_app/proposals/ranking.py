@@ -70,6 +70,7 @@ def rank_candidates(project_dir: str | Path, wnid: str, anchor_file: str, candid
     cache = EmbeddingCache.for_project(project)
     try:
         model = _embedder(embedder or cache.get_meta("embedder_spec") or DEFAULT_SPEC)
+        recorded_weight = cache.get_meta("context_weight")  # the weight `propose` scored with
         root = str(images_root) if images_root else cache.get_meta("images_root")
         pool = cache.class_files(wnid)
         wanted = sorted(set(pool) | {anchor_file} | set(candidates))
@@ -92,7 +93,8 @@ def rank_candidates(project_dir: str | Path, wnid: str, anchor_file: str, candid
     rows = np.array(sorted({index[f] for f in candidates if f in index} - {anchor}), dtype=np.int64)
     if len(rows) == 0:
         return []
-    scores = pair_scores(objects[[anchor]], contexts[[anchor]], objects[rows], contexts[rows])[0]
+    weight = float(recorded_weight) if recorded_weight else None
+    scores = pair_scores(objects[[anchor]], contexts[[anchor]], objects[rows], contexts[rows], weight)[0]
     phash_distance = hash_distances(data.phash[[anchor, *rows]], data.phash_mirrored[[anchor, *rows]])[0, 1:]
     crop = crop_similarity(data.windows, np.full(len(rows), anchor), rows)
     same_bytes = np.array([data.sha256[r] == data.sha256[anchor] for r in rows])

@@ -14,13 +14,15 @@ apart than a typical pair's. Why this form:
   pairs that add nothing over an augmentation (same background, same light). The object term
   answers the first, the context term the second: the paper's definition of a semantic pair
   (§3) as a formula;
-- **object first** (`CONTEXT_WEIGHT = 0.15`): measured with `benchmarks/proposals_precision.py`
-  on folders that merge two sibling classes, the share of the best 157 pairs per class that are
-  one real class falls as the context term grows (Tiny-ImageNet siblings, pixels: 0.78 at weight
-  0, 0.70 at 0.25, 0.67 at 0.5, 0.61 with the equal weight 1 of the context-first score), while
-  a small weight still breaks ties between equally alike objects towards different contexts.
-  What annotators reject for a too-similar context is then learned from their decisions
-  (`learning.py`);
+- **object first** (`CONTEXT_WEIGHT = 0.3`, `propose --context-weight`): measured on folders that
+  merge two sibling classes (Tiny-ImageNet siblings, the pixels object vector), the share of the
+  best 157 pairs per class that are one real class falls as the context term grows: 0.78 at
+  weight 0, 0.74 at 0.3, 0.63 at 0.5, 0.55 at 1, while the context distance of the best pairs,
+  in units of a random pair's, rises: 0.2, 1.1, 2.8, 3.4. With weights-free features the two
+  goals pull apart (a photo's layout is object and background at once); 0.3 is where the best
+  pairs' contexts (by the score's own band statistics) are as different as random pairs'. By the
+  independent histograms of `quality.py` they stay more alike than random (README, Proposals):
+  a curation lead who wants more context diversity raises the weight and pays in precision;
 - standardising within the class makes both distances measure differences *among the class's
   images*: every image of "tench" has the same greenish context on average. Hand-made pixels
   features are z-scored per dimension (their dimensions have unrelated units; clipped at
@@ -122,8 +124,10 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pair_scores(objects_a: np.ndarray, contexts_a: np.ndarray, objects_b: np.ndarray,
-                contexts_b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) scores between standardised vectors (see the module docstring)."""
+                contexts_b: np.ndarray, context_weight: float | None = None) -> np.ndarray:
+    """(len(a), len(b)) scores between standardised vectors (see the module docstring);
+    `context_weight` defaults to `CONTEXT_WEIGHT`."""
+    weight = CONTEXT_WEIGHT if context_weight is None else float(context_weight)
     other_context = squared_distances(contexts_a, contexts_b)
     other_object = squared_distances(objects_a, objects_b)
-    return (CONTEXT_WEIGHT * (other_context - 1.0) - (other_object - 1.0)) / (1.0 + CONTEXT_WEIGHT)
+    return (weight * (other_context - 1.0) - (other_object - 1.0)) / (1.0 + weight)

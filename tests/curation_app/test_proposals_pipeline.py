@@ -255,6 +255,7 @@ def test_per_class_limit(planted, tmp_path):
     (["--embedder", "torchvision:"], "torchvision needs an argument"),
     (["--embedder", "torchvision:not_a_model"], "torchvision:not_a_model: not a torchvision classification model"),
     (["--per-class", "0"], "--per-class: must be at least 1, got 0"),
+    (["--context-weight", "-1"], "--context-weight: must be between 0 and 10, got -1.0"),
     (["--classes", "missing.csv"], "missing.csv: class selection file not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, sample_images, capsys, arguments, message):

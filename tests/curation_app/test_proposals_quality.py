@@ -69,10 +69,7 @@ def best_quarter(sample_images, project, wnids):
     return {m: compare(best[m], every[m]) for m in MEASURES}
 
 
-def test_best_ranked_proposals_have_alike_objects_and_the_context_term_diversifies(sample_images, tmp_path,
-                                                                                  monkeypatch):
-    from curation_app.proposals import scoring
-
+def test_best_ranked_proposals_have_alike_objects_and_the_context_term_diversifies(sample_images, tmp_path):
     wnids = sorted(d.name for d in sample_images.iterdir())
     csv = str(classes_csv(tmp_path / "classes.csv", wnids))
     propose(sample_images, tmp_path / "project", classes=csv, workers=2)
@@ -80,8 +77,11 @@ def test_best_ranked_proposals_have_alike_objects_and_the_context_term_diversifi
     object_colour = measured["object colour"]
     assert object_colour.effect < -0.5 and object_colour.interval[1] < 0.0 and object_colour.above <= 4
     assert measured["object texture"].interval[1] < 0.0  # centres: more alike than random in texture too
-    monkeypatch.setattr(scoring, "CONTEXT_WEIGHT", 0.0)  # the same ranking without its context term
-    propose(sample_images, tmp_path / "objects-only", classes=csv, workers=2)
-    objects_only = best_quarter(sample_images, tmp_path / "objects-only", wnids)
+    # The context term at work: without it (weight 0) contexts are more alike, with a larger weight
+    # (`propose --context-weight`) more different.
+    weighted = {}
+    for weight in (0.0, 1.0):
+        propose(sample_images, tmp_path / f"weight-{weight}", classes=csv, workers=2, context_weight=weight)
+        weighted[weight] = best_quarter(sample_images, tmp_path / f"weight-{weight}", wnids)
     for m in ("context colour", "context texture"):
-        assert measured[m].proposed > objects_only[m].proposed  # farther contexts with the term than without
+        assert weighted[0.0][m].proposed < measured[m].proposed < weighted[1.0][m].proposed
