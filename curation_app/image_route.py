@@ -52,9 +52,11 @@ def add_image_route(app: FastAPI, curation: Curation) -> None:
         try:
             path = resolve_image(curation.images_root, file_id)
         except UserError as error:
-            reason = "outside the images root" if "outside" in str(error) else "no such image"
-            log.warning("image route refused %r: %s", rest, reason)
-            return _refuse(404 if reason == "no such image" else 403, f"{file_id}: {reason}")
+            reason = ("outside the images root" if "outside" in str(error) else
+                      "a file name longer than a file system allows" if "longer than" in str(error) else
+                      "no such image")
+            log.warning("image route refused %r: %s", rest[:300], reason)
+            return _refuse(403 if reason.startswith("outside") else 404, f"{file_id[:80]}: {reason}")
         real = path.resolve()
         if curation.catalog.protected(real):  # checked before anything opens the file
             log.warning("image route refused %r: a project or users file", rest)

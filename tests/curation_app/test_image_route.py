@@ -146,3 +146,8 @@ def test_generated_image_paths_get_a_clear_refusal_never_a_server_error(served, 
     # The refusal may echo the name asked for ("..._root: not an image"), never a file's content.
     assert not any(marker in body for marker in (b"root:x:", b"SQLite format 3", b":scrypt:")), path
     assert str(served.images).encode() not in body and str(served.project).encode() not in body
+
+
+def test_a_name_longer_than_a_file_system_allows_is_a_clear_404(served, cookie):
+    status, body, _ = get(served.url, f"/img/original/{WASHER}/{'x' * 300}.JPEG", cookie)
+    assert status == 404 and b"a file name longer than a file system allows" in body
