@@ -19,6 +19,7 @@ import errno
 import fcntl
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -132,9 +133,15 @@ def _record_holder(fd: int) -> None:
         pass
 
 
-def _holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        text = ""
-    return text.splitlines()[0][:300] if text else "pid unknown"
+def _holder(fd: int, patience_s: float = 1.0) -> str:
+    """Who holds the lock, as its holder recorded it. The holder writes that line just after it
+    takes the lock, so a file found empty is read again for up to `patience_s`."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        if text or time.monotonic() >= deadline:
+            return text.splitlines()[0][:300] if text else "pid unknown"
+        time.sleep(0.01)

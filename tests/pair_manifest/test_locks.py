@@ -47,6 +47,34 @@ def test_a_second_writer_is_refused_naming_the_first_until_it_is_killed(tmp_path
     assert not lock_beside(out).exists()
 
 
+SLOW_TO_RECORD = textwrap.dedent("""
+    import fcntl, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    time.sleep(0.3)
+    os.pwrite(fd, b"pid 4242: semantic-pairs build --manifest m --out o\\n", 0)
+    time.sleep(60)
+""")
+
+
+def test_a_writer_that_has_locked_but_not_yet_said_who_it_is_is_still_named(tmp_path):
+    """The holder writes its line just after taking the lock: a second writer arriving in between
+    waits for the line instead of reporting an unknown holder."""
+    out = tmp_path / "release"
+    process = subprocess.Popen([sys.executable, "-c", SLOW_TO_RECORD, str(lock_beside(out))],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        with pytest.raises(Busy) as refused:
+            with one_writer(lock_beside(out), out, "release folder"):
+                pass
+        assert "(pid 4242: semantic-pairs build --manifest m --out o)" in str(refused.value)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
 def test_the_lock_file_and_the_folders_made_for_it_go_when_the_writer_is_done(tmp_path):
     out = tmp_path / "a" / "b" / "release"
     with one_writer(lock_beside(out), out, "release folder"):
