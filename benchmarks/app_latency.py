@@ -30,6 +30,9 @@ real-photo weight (about 110 KB, the ILSVRC train mean); one file per photo. The
 resizes and serves them exactly as it would the originals. `--source DIR` takes the photos from
 another `<wnid>/` tree (e.g. whole Imagenette classes of ~900 photos, the size of a class an
 annotator curates); `--work DIR` keeps the prepared images for the next run.
+
+One script of over 400 lines, because the three measures share the prepared images, the seeded
+project and the running server, which take most of a run's time to set up.
 """
 from __future__ import annotations
 

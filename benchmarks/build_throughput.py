@@ -29,6 +29,9 @@ locating the files, writing, the rest), and what filling memory for the first ti
 in a fresh process (pyarrow's pool, small-page anonymous memory, the same memory again): the cost
 that writing through the page cache pays for every page, and O_DIRECT avoids.
 
+One script of over 400 lines, because every row must be measured on the same tree, in the same
+run and warm page cache, for the ratios between rows to mean anything.
+
 Each method runs --repeat times, in turn, in its own process; the table shows the best and the
 median wall time and CPU seconds (user + system of the process tree). On a machine shared with
 other jobs, CPU seconds say more than wall time; the load average is printed with the figures.

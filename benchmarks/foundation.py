@@ -46,15 +46,10 @@ def with_comment(data: bytes, text: str) -> bytes:
 
 def make_release_tree(root: Path, classes: int) -> tuple[Path, Path, int]:
     """(images root, pairs CSV, bytes of the photos): 157 pairs of distinct photos per class."""
-    from PIL import Image
+    from build_throughput import full_resolution_photos  # a sibling script: benchmarks/ is on sys.path
 
     images, csv_path = root / "images", root / "pairs.csv"
-    photos = []
-    for path in sorted(SAMPLE.rglob("*")):
-        if path.is_file():
-            with Image.open(path) as image:
-                if image.format == "JPEG" and image.width * image.height >= 300 * 300:
-                    photos.append(path.read_bytes())
+    photos = full_resolution_photos()
     wnids = [c.wnid for c in load_selection().classes][:classes]
     if csv_path.is_file():  # kept from an earlier run
         return images, csv_path, sum(p.stat().st_size for p in images.rglob("*.JPEG"))

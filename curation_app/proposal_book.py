@@ -44,7 +44,7 @@ class Proposal:
         return decision_source(self.embedder, self.rank)
 
 
-def read_proposals(path: Path) -> dict[str, list[Proposal]]:
+def proposals_by_class(path: Path) -> dict[str, list[Proposal]]:
     """Proposals per class, best rank first; a file of the wrong shape names the column."""
     by_class: dict[str, list[Proposal]] = {}
     skipped = 0
@@ -100,7 +100,7 @@ class ProposalBook:
             if stamp == self._stamp:
                 return
             try:
-                by_class = read_proposals(self.path)
+                by_class = proposals_by_class(self.path)
             except UserError as error:
                 if strict:
                     raise

@@ -9,6 +9,9 @@ an idempotency key, so a retried request never records twice.
 The policy checked here: two different files of the decision's class (`pair_manifest.file_ids`),
 different bytes, not one photo twice (`pair_manifest.near_duplicates`), each image in at most one
 accepted pair of its class, a review by someone else of a decision in force.
+
+Over 400 lines because the schema, the transaction that appends a decision and the queries that
+read the log belong together: each query relies on the indexes and triggers defined here.
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def cli(*args):
 
 
 def test_imported_decisions_have_no_rate_through_the_cli(tmp_path, sample_images):
-    """30 pairs imported at one instant used to give thousands of decisions per hour."""
+    """30 pairs imported at one instant: the rate is unknown, not thousands of decisions per hour."""
     rows = []
     for wnid in ("n03085013", "n02129165", "n01443537"):
         names = sorted(p.name for p in (sample_images / wnid).iterdir())

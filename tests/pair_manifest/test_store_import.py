@@ -55,7 +55,7 @@ def test_a_row_with_more_fields_than_the_header_is_a_named_problem(tmp_path, sam
     path = tmp_path / "pairs.csv"
     path.write_text("wnid,file_a,file_b\n"
                     f"{WNID},{files[0]},{files[1]}\n"
-                    f"{WNID},{files[2]},{files[3]},viewpoint\n"  # the extra value used to be dropped
+                    f"{WNID},{files[2]},{files[3]},viewpoint\n"  # one value more than the header names
                     f"{WNID},{files[4]}\n")
     with pytest.raises(ProblemsFound) as refused:
         import_pairs(path, sample_images, tmp_path / "out", load_selection())
