@@ -30,12 +30,12 @@ from pathlib import Path
 
 from pair_manifest.classes import load_selection
 from pair_manifest.images import sha256_file
+from pair_manifest.protocol import PAIRS_PER_CLASS
 from pair_manifest.scan import scan_root
 from pair_manifest.store import DecisionStore, NewDecision
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "imagenet" / "train"
 CLI = Path(sys.executable).parent / "semantic-pairs"
-PAIRS_PER_CLASS = 157
 
 
 def with_comment(data: bytes, text: str) -> bytes:

@@ -1,8 +1,10 @@
-"""`curate`, `users add` and `demo` (registered by `semantic_pairs_cli.main`). Only argparse is
-imported here; Gradio and the rest load inside the handlers."""
+"""`curate`, `users add` and `demo` (registered by `semantic_pairs_cli.main`). Only argparse and the
+protocol's constants are imported here; Gradio and the rest load inside the handlers."""
 from __future__ import annotations
 
 import argparse
+
+from pair_manifest.protocol import PAIRS_PER_CLASS
 
 
 def register(subparsers) -> None:
@@ -20,7 +22,8 @@ def register(subparsers) -> None:
                         help="address to listen on (default 127.0.0.1; anything else requires --users)")
     curate.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
     curate.add_argument("--users", metavar="FILE", help="users file (`semantic-pairs users add`): login required")
-    curate.add_argument("--target", type=int, default=157, help="pairs wanted per class (default 157, the paper's)")
+    curate.add_argument("--target", type=int, default=PAIRS_PER_CLASS,
+                         help=f"pairs wanted per class (default {PAIRS_PER_CLASS}, the paper's)")
     curate.set_defaults(handler=run_curate)
 
     users = subparsers.add_parser("users", help="manage annotator accounts of the curation app")
@@ -97,7 +100,7 @@ def check_project_folder(project) -> None:
                         f"({where}: {error.strerror or error})") from None
 
 
-def start_app(images, project, *, classes=None, host="127.0.0.1", port=7860, users_file=None, target=157,
+def start_app(images, project, *, classes=None, host="127.0.0.1", port=7860, users_file=None, target=PAIRS_PER_CLASS,
               banner_extra: str = "") -> int:
     from pathlib import Path
 

@@ -26,6 +26,7 @@ from pair_manifest.errors import UserError
 from pair_manifest.images import ImageReadError
 from pair_manifest.sqlite_db import StorageError
 from pair_manifest.decisions import IdempotencyConflict, NewDecision, PolicyViolation, canonical_tags
+from pair_manifest.protocol import PAIRS_PER_CLASS
 from pair_manifest.store import DecisionStore
 
 from curation_app.assignment import Assignment
@@ -44,7 +45,7 @@ log = logging.getLogger("curation_app")
 
 class Curation:
     def __init__(self, images_root: str | Path, project_dir: str | Path, selection: ClassSelection, *,
-                 target: int = 157, lease_seconds: float = LEASE_SECONDS, protected_files: tuple[Path, ...] = ()):
+                 target: int = PAIRS_PER_CLASS, lease_seconds: float = LEASE_SECONDS, protected_files: tuple[Path, ...] = ()):
         if target < 1:
             raise UserError(f"--target: {target} pairs per class; it must be at least 1")
         self.project_dir = Path(project_dir)

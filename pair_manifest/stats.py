@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pair_manifest.protocol import PAIRS_PER_CLASS
 from pair_manifest.store import TAGS, Decision
 
 ACTIVE_GAP_SECONDS = 300  # a pause longer than this is not annotation time
@@ -85,7 +86,7 @@ def _bucket(rank: int) -> str:
     raise ValueError(rank)
 
 
-def compute_stats(decisions: list[Decision], *, target: int = 157, class_names: dict[str, str] | None = None,
+def compute_stats(decisions: list[Decision], *, target: int = PAIRS_PER_CLASS, class_names: dict[str, str] | None = None,
                   accepted_by_class: dict[str, int] | None = None) -> Stats:
     live = live_decisions(decisions)
     annotations = [d for d in live if d.review_of is None]
