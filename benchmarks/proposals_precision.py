@@ -165,6 +165,9 @@ def plot(sessions: list[Session], size: int, path: Path) -> None:
     for session in sessions:
         values = [a / n for a, n in session.blocks(size) if n]
         axis.plot(np.arange(1, len(values) + 1) * size, values, marker="o", label=session.label)
+    classes = [sum(len(v) > k * size for v in sessions[-1].shown.values()) for k in range(len(sessions[-1].blocks(size)))]
+    axis.set_title(f"classes still short of {PAIRS_PER_CLASS} in each block ({sessions[-1].label}): "
+                   + " ".join(map(str, classes)), fontsize=8)
     axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     axis.set_xlabel(f"decisions in the class (end of each block of {size})")
     axis.set_ylabel("precision of the pairs shown")
@@ -220,7 +223,7 @@ def run(args) -> int:
             best = best_precision(project, truth)
             runs = [False, True] if args.compare_learning else [True]
             for learning in runs:
-                label = f"{spec}, {'learning from decisions' if learning else 'rank order'}"
+                label = f"{short(spec)}, {'learning from decisions' if learning else 'rank order'}"
                 run_project = Path(scratch) / f"project-{number}-{int(learning)}"
                 _copy_project(project, run_project)
                 session = annotate(args.images, run_project, classes_csv, wnids, truth, learning=learning, label=label)
@@ -233,6 +236,12 @@ def run(args) -> int:
         print(f"# plot: {args.plot}")
     print(last)
     return 0
+
+
+def short(spec: str) -> str:
+    """The SPEC as a label: a checkpoint by its run folder's name, not its whole path."""
+    kind, _, rest = spec.partition(":")
+    return f"checkpoint:{Path(rest).name}" if kind == "checkpoint" else spec
 
 
 def _copy_project(source: Path, target: Path) -> None:

@@ -52,7 +52,7 @@ TOP_FRACTION = 0.25
 
 
 def nearest_same_class(spec: str, project: Path, files: dict[str, list[str]]) -> float:
-    model = load_embedder(spec)
+    model = load_embedder(spec, offline=True)
     cache = EmbeddingCache.for_project(project)
     vectors, contexts, labels = [], [], []
     for wnid, names in files.items():
@@ -73,7 +73,8 @@ SCALE_PAIRS = 157  # the pairs a class contributes to the dataset
 
 def evaluate(spec: str, root: Path, project: Path, files: dict[str, list[str]], measures: dict, csv: Path,
              per_class: int | None = None) -> dict:
-    summary = propose(root, project, embedder=spec, classes=str(csv), workers=os.cpu_count(), per_class=per_class)
+    summary = propose(root, project, embedder=spec, classes=str(csv), workers=os.cpu_count(), per_class=per_class,
+                      offline=True)
     rows = read_proposals(project).to_pylist()
     chosen = {"all": {m: {} for m in MEASURES}, "top 25%": {m: {} for m in MEASURES}}
     for wnid, names in files.items():
@@ -137,7 +138,7 @@ def main() -> None:
     specs = ["pixels"]
     for name in PRETRAINED:
         try:
-            load_embedder(f"torchvision:{name}")
+            load_embedder(f"torchvision:{name}", offline=True)
             specs.append(f"torchvision:{name}")
         except UserError as error:
             print(f"unavailable: {error}")

@@ -308,7 +308,7 @@ def _propose(root: Path, project: Path, spec, classes, per_class, workers, mode:
     model = load_embedder(spec, offline=offline)
     workers = max(1, workers or os.cpu_count() or 1)
     if mode == "lines":
-        print(f"scanning {len(selection)} class folder(s) under {root}", file=sys.stderr, flush=True)
+        print(f"scanning the {len(selection)} selected classes under {root}", file=sys.stderr, flush=True)
     # The project's own files (decision store, embedding cache) are never opened as images.
     report = scan_root(root, selection, workers=workers, progress=mode == "bar", protected=(project,))
     if not report.classes:
