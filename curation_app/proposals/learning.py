@@ -25,9 +25,9 @@ learned log-odds terms:
    the decisions (Hoi et al., "Learning distance metrics with contextual constraints", CVPR 2006):
    the direction along which rejected pairs differ most relative to accepted ones.
 
-Measured with `benchmarks/proposals_precision.py` (README, Proposals): see there for what each
-term buys. Designed on merged sibling classes of Tiny-ImageNet, CIFAR-10 and Imagenette folders,
-constants fixed before the final measurement.
+Measured with `benchmarks/proposals_precision.py`; what each term buys on merged sibling classes
+is in BENCHMARKS.md, Proposals. Designed on merged sibling classes of Tiny-ImageNet, CIFAR-10 and
+Imagenette folders, constants fixed before the final measurement.
 """
 from __future__ import annotations
 
