@@ -94,7 +94,8 @@ def report(project: Path, truth: dict[str, str], wnids: list[str], args) -> int:
     info = read_info(proposals_path(project))
     rows = read_proposals(project).to_pylist()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# {args.embedder}: split fitted to the true classes of every image, {FOLDS}-fold cross-fitted; load {load:.2f}")
+    print(f"# {args.embedder}: split fitted to the true classes of every image, {FOLDS}-fold cross-fitted; "
+          f"load {load:.2f}")
     pooled = [0, 0]
     for wnid in wnids:
         pool = load_class_pool(project, wnid, info["vectors"], info["standardize"])

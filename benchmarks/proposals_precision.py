@@ -245,13 +245,22 @@ def short(spec: str) -> str:
 
 
 def _copy_project(source: Path, target: Path) -> None:
-    """A fresh decision store per annotator run; the proposals and the embedding cache are shared."""
+    """A fresh decision store per annotator run; the proposals and the embedding cache are shared.
+    The cache is copied with SQLite's backup API: a connection may still hold part of it in its
+    write-ahead log (with one worker, `propose` embeds in this process), which a file copy misses."""
     import shutil
+    import sqlite3
 
     target.mkdir(parents=True)
-    for name in ("proposals.parquet", "embeddings.sqlite"):
-        if (source / name).exists():
-            shutil.copy2(source / name, target / name)
+    if (source / "proposals.parquet").exists():
+        shutil.copy2(source / "proposals.parquet", target / "proposals.parquet")
+    if (source / "embeddings.sqlite").exists():
+        origin, copy = sqlite3.connect(source / "embeddings.sqlite"), sqlite3.connect(target / "embeddings.sqlite")
+        try:
+            origin.backup(copy)
+        finally:
+            origin.close()
+            copy.close()
 
 
 if __name__ == "__main__":
