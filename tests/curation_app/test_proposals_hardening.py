@@ -16,6 +16,7 @@ import pytest
 
 from curation_app.proposals import reporting
 from curation_app.proposals.cache import CACHE_FILE, EmbeddingCache
+from curation_app.proposals.embedding import Embedder
 from curation_app.proposals.propose import propose
 from pair_manifest.store import DecisionStore, NewDecision
 from tests.curation_app.proposals_support import classes_csv, copy_classes, read_rows
@@ -102,7 +103,7 @@ def test_a_full_disk_while_caching_is_one_line_keeps_the_previous_proposals_and_
                            "and run again); images embedded before are kept, a re-run carries on"]
         assert (project / "proposals.parquet").read_bytes() == previous  # the previous proposals, whole
         cache = EmbeddingCache.for_project(project, readonly=True)
-        kept = cache.count_vectors("pixels/v3")
+        kept = cache.count_vectors(Embedder().cache_key)
         cache.close()
         assert kept >= 10  # the first run's vectors, and every batch committed before the disk filled
         resize(disk, "64m")

@@ -12,7 +12,9 @@ from PIL import Image
 
 from curation_app.proposals.duplicates import WINDOWS, crop_similarity, same_photo_groups, window_descriptors
 from curation_app.proposals.output import decision_source
-from curation_app.proposals.pixels import FEATURE_WIDTH, region_features
+from curation_app.proposals import descriptors
+from curation_app.proposals.pixels import (FEATURE_WIDTH, OBJECT_BLOCKS, OBJECT_WIDTH, block_weights, object_vector,
+                                          region_features)
 from curation_app.proposals.scoring import CONTEXT_WEIGHT, class_statistics, pair_scores, standardise
 from curation_app.proposals.selection import greedy_matching
 from pair_manifest.images import open_rgb, perceptual_hash
@@ -148,3 +150,30 @@ def test_decision_source_is_what_manifest_stats_parses():
     assert decision_source("torchvision-resnet18@r18", 12) == "proposal:torchvision-resnet18@r18:12"
     assert proposal_source(decision_source("pixels", 0)) == ("pixels", 0)
     assert proposal_source(decision_source("checkpoint-run_1", 250)) == ("checkpoint-run_1", 250)
+
+
+def test_object_vector_is_a_mirror_invariant_vector_of_its_blocks_and_its_covariances_are_the_direct_ones():
+    """The object vector has the blocks `OBJECT_BLOCKS` names, a photo and its mirror image get the
+    same one, and the region covariance block equals np.cov of the per-pixel features, logged."""
+    rng = np.random.default_rng(5)
+    image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    vector = object_vector(image, *region_features(image))
+    assert vector.shape == (OBJECT_WIDTH,) and OBJECT_WIDTH == sum(width for _, width in OBJECT_BLOCKS)
+    assert np.allclose(vector, object_vector(mirror, *region_features(mirror)), atol=1e-5)
+    assert len(block_weights(OBJECT_WIDTH)) == OBJECT_WIDTH
+
+    colour = descriptors.lab(np.asarray(image, dtype=np.float64) / 255.0)
+    dx, dy = np.zeros((64, 64)), np.zeros((64, 64))
+    dx[:, 1:-1], dy[1:-1] = colour[:, 2:, 0] - colour[:, :-2, 0], colour[2:, :, 0] - colour[:-2, :, 0]
+    dx[:, 0], dx[:, -1] = colour[:, 1, 0] - colour[:, 0, 0], colour[:, -1, 0] - colour[:, -2, 0]
+    dy[0], dy[-1] = colour[1, :, 0] - colour[0, :, 0], colour[-1, :, 0] - colour[-2, :, 0]
+    dxx, dyy = descriptors._gradient(dx)[0], descriptors._gradient(dy)[1]
+    y, x = np.mgrid[0:64, 0:64] / 64.0
+    per_pixel = np.stack([x, y, *np.moveaxis(colour, -1, 0), abs(dx), abs(dy), abs(dxx), abs(dyy)], axis=-1)
+    cells = [per_pixel] + [per_pixel[r:r + 32, c:c + 32] for r in (0, 32) for c in (0, 32)]
+    expected = []
+    for cell in cells:
+        values, vectors = np.linalg.eigh(np.cov(cell.reshape(-1, 9), rowvar=False) + 1e-4 * np.eye(9))
+        expected.append(((vectors * np.log(values)) @ vectors.T)[np.triu_indices(9)])
+    assert np.allclose(descriptors.region_covariances(colour), np.concatenate(expected), atol=1e-6)
