@@ -15,7 +15,7 @@ apart than a typical pair's. Why this form:
   answers the first, the context term the second: the paper's definition of a semantic pair
   (§3) as a formula;
 - **object first** (`CONTEXT_WEIGHT = 0.3`, `propose --context-weight`): measured on folders that
-  merge two sibling classes (Tiny-ImageNet siblings, the pixels object vector), the share of the
+  merge two sibling classes (Tiny-ImageNet siblings, the pixels object vector v3), the share of the
   best 157 pairs per class that are one real class falls as the context term grows: 0.78 at
   weight 0, 0.74 at 0.3, 0.63 at 0.5, 0.55 at 1, while the context distance of the best pairs,
   in units of a random pair's, rises: 0.2, 1.1, 2.8, 3.4. With weights-free features the two
