@@ -53,6 +53,17 @@ def from_sqlite_int(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
+def open_wal(path: str | Path, *, synchronous: str, timeout: float = 60.0, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL journal, the given
+    `synchronous` level; `readonly` opens an existing file for reading only."""
+    if readonly:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+    connection = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA synchronous={synchronous}")
+    return connection
+
+
 class ThreadConnections:
     def __init__(self, path: str | Path, *, synchronous: str, what: str, timeout: float = 60.0,
                  foreign_keys: bool = False):
@@ -72,9 +83,7 @@ class ThreadConnections:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             try:
-                connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute(f"PRAGMA synchronous={self.synchronous}")
+                connection = open_wal(self.path, synchronous=self.synchronous, timeout=self.timeout)
                 if self.foreign_keys:
                     connection.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as error:

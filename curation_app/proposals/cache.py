@@ -22,7 +22,7 @@ import numpy as np
 
 from curation_app.proposals import duplicates, pixels
 from pair_manifest.errors import UserError
-from pair_manifest.sqlite_db import to_sqlite_int as _signed
+from pair_manifest.sqlite_db import open_wal, to_sqlite_int as _signed
 
 CACHE_FILE = "embeddings.sqlite"
 THUMBNAIL_SIDE = 128  # the decode size: the decision store hashes at 128 px too, so pHashes agree
@@ -88,13 +88,11 @@ class EmbeddingCache:
         self.path = Path(path)
         try:
             if readonly:
-                self.connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60.0,
-                                                  isolation_level=None)
+                self.connection = open_wal(self.path, synchronous="NORMAL", readonly=True)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-                self.connection.execute("PRAGMA journal_mode=WAL")
-                self.connection.execute("PRAGMA synchronous=NORMAL")
+                # NORMAL: a power cut may lose the last vectors, which the next run computes again.
+                self.connection = open_wal(self.path, synchronous="NORMAL")
                 self.connection.executescript(_SCHEMA)
                 self._check_version()
         except sqlite3.DatabaseError as error:
