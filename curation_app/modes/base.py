@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class Workspace:
     project_dir: Path
 
 
-class Strategy:
+class Strategy(ABC):
     """One kind of work (doccano's assignment strategies are the model: one class each).
 
     `assign` finds the first open item of one class for an annotator; `still_open` says whether an
@@ -57,12 +58,14 @@ class Strategy:
     def __init__(self, workspace: Workspace):
         self.ws = workspace
 
+    @abstractmethod
     def assign(self, annotator: str, wnid: str, *, exclude: set[str], notes: list[str],
                check: bool = True) -> Item | None:
-        raise NotImplementedError
+        """The first open item of class `wnid` for `annotator`, or None when the class has none."""
 
+    @abstractmethod
     def still_open(self, annotator: str, item: Item) -> bool:
-        raise NotImplementedError
+        """Can `item`, found earlier, still be decided (nobody decided it meanwhile)?"""
 
     # -- shared by the modes ---------------------------------------------------------------------
 

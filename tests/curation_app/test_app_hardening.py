@@ -15,7 +15,7 @@ import pytest
 from pair_manifest.classes import selection_from_wnids
 from pair_manifest.scan import PROTECTED_REASON
 from tests.curation_app.app_server import CLI, make_images, make_users
-from tests.support.faults import (nobody_command, nobody_env, require_unprivileged_python, resize, tmpfs,
+from tests.support.faults import (fill, nobody_command, nobody_env, require_unprivileged_python, resize, tmpfs,
                                   world_writable_dir)
 
 from curation_app.service import Curation
@@ -101,19 +101,6 @@ def test_curate_on_a_read_only_file_system_is_one_line(tmp_path, how):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: --project {disk / 'project'}: cannot write the project folder here (")
     assert "Read-only file system" in result.stderr and len(result.stderr.splitlines()) == 1
-
-
-def fill(disk, leave: int) -> None:
-    """Fill the file system, then free `leave` bytes (tmpfs counts whole 4 KiB pages)."""
-    filler = disk / "filler"
-    with open(filler, "ab", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:
-            pass
-    with open(filler, "r+b") as handle:
-        handle.truncate(max(0, filler.stat().st_size - leave))
 
 
 def test_a_full_disk_never_loses_an_acknowledged_decision_and_says_what_happened(tmp_path):

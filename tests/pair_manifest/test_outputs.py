@@ -6,7 +6,7 @@ import pytest
 
 from pair_manifest.store import DecisionStore, NewDecision
 from tests.builders.conftest import cli, tree_bytes
-from tests.support.faults import tmpfs
+from tests.support.faults import fill, tmpfs
 
 WNID = "n03085013"
 
@@ -41,20 +41,6 @@ def test_export_to_a_read_only_file_system_is_one_line(project, tmp_path):
     assert result.returncode == 2
     assert result.stderr == (f"error: {disk / 'manifest'}: cannot write the manifest folder here "
                              f"({disk / '.manifest.lock'}: Read-only file system)\n")
-
-
-def fill(disk, leave: int) -> None:
-    """Fill the file system, then free `leave` bytes (tmpfs counts whole 4 KiB pages)."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:
-            pass
-    size = filler.stat().st_size
-    with open(filler, "r+b") as handle:
-        handle.truncate(max(0, size - leave))
 
 
 def test_a_full_disk_keeps_the_previous_manifest_whole_and_the_rerun_completes(project, tmp_path, sample_images):

@@ -38,6 +38,20 @@ def tmpfs(where: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
+def fill(disk: Path, leave: int) -> None:
+    """Fill the file system at `disk` with a file `filler`, then free `leave` bytes (tmpfs counts
+    whole 4 KiB pages); deleting `filler` gives the space back."""
+    filler = disk / "filler"
+    with open(filler, "ab", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+    with open(filler, "r+b") as handle:
+        handle.truncate(max(0, filler.stat().st_size - leave))
+
+
 def resize(where: Path, size: str) -> None:
     """Grow (or shrink) a mounted tmpfs: space freed, for the rerun that must complete."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(where)], check=True)
