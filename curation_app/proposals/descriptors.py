@@ -1,4 +1,4 @@
-"""Texture and colour-statistics blocks of the pixels object vector, on the 64x64 work image.
+"""Texture and colour-statistics blocks of the pixels object vector, on its square work image.
 
 The layout blocks of `pixels.py` say where in the frame colour and edges are; these say what the
 surfaces look like, which is what tells two sibling classes apart when their layout is alike
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-SIDE = 64  # the work image's side (pixels.WORK_SIZE)
 LBP_GRIDS = (1, 2)
 HUE_BINS, CHROMA_BINS, LIGHTNESS_BINS = 8, 2, 3
 GREY_CHROMA = 8.0  # CIELAB chroma below which a pixel counts as grey
@@ -102,9 +101,6 @@ def _gradient(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dx, dy
 
 
-_GRID_POSITION = np.mgrid[0:SIDE, 0:SIDE].astype(np.float64) / SIDE  # (y, x) of each pixel
-
-
 def region_covariances(colour: np.ndarray) -> np.ndarray:
     """Log-Euclidean region covariance descriptors (upper triangles) of the whole image, then of
     its quadrants. Both come from the quadrants' sums and sums of outer products (the whole
@@ -113,16 +109,17 @@ def region_covariances(colour: np.ndarray) -> np.ndarray:
     dx, dy = _gradient(lightness)
     dxx, _ = _gradient(dx)
     _, dyy = _gradient(dy)
-    y, x = _GRID_POSITION
+    side = colour.shape[0]
+    y, x = np.mgrid[0:side, 0:side].astype(np.float64) / side  # the position of each pixel
     per_pixel = np.stack([x, y, lightness, colour[..., 1], colour[..., 2],
                           np.abs(dx), np.abs(dy), np.abs(dxx), np.abs(dyy)], axis=-1)
-    half = SIDE // 2
+    half = side // 2
     quadrants = per_pixel.reshape(2, half, 2, half, _COV_DIM).transpose(0, 2, 1, 3, 4).reshape(4, half * half, _COV_DIM)
     sums = quadrants.sum(axis=1)  # (4, 9)
     products = quadrants.transpose(0, 2, 1) @ quadrants  # (4, 9, 9)
     sums = np.concatenate([sums.sum(axis=0, keepdims=True), sums])
     products = np.concatenate([products.sum(axis=0, keepdims=True), products])
-    count = np.array([SIDE * SIDE] + [half * half] * 4, dtype=np.float64)[:, None, None]
+    count = np.array([side * side] + [half * half] * 4, dtype=np.float64)[:, None, None]
     covariance = (products - sums[:, :, None] * sums[:, None, :] / count) / (count - 1) + 1e-4 * np.eye(_COV_DIM)
     values, vectors = np.linalg.eigh(covariance)
     logarithm = (vectors * np.log(np.maximum(values, 1e-6))[:, None, :]) @ vectors.transpose(0, 2, 1)
@@ -130,6 +127,7 @@ def region_covariances(colour: np.ndarray) -> np.ndarray:
 
 
 def texture_blocks(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
-    """The blocks of `BLOCKS`, concatenated: `rgb` in [0, 1] (SIDE, SIDE, 3), `grey` its intensity."""
+    """The blocks of `BLOCKS`, concatenated: `rgb` in [0, 1] (side, side, 3) with an even side,
+    `grey` its intensity."""
     colour = lab(rgb.astype(np.float64))
     return np.concatenate([lbp_pyramid(grey), hue_chroma(colour), region_covariances(colour)]).astype(np.float32)

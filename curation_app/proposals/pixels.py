@@ -27,9 +27,9 @@ Dalal & Triggs). The layout blocks are GIST-like (Oliva & Torralba, IJCV 2001): 
 colour and edges are. Then the texture and colour-statistics blocks of `descriptors.py` (an LBP
 pyramid, CIELAB hue-chroma histograms per quadrant, region covariances: 596), which say what the
 surfaces look like. The object vector is averaged over the photo and its mirror image.
-Measured with `benchmarks/proposals_precision.py` on folders that merge two sibling classes (the share of proposed pairs within one true class, best 157 pairs per class,
-object-first score): centre only 0.72, whole photo 0.73, with the two grids 0.78 (Tiny-ImageNet
-siblings); 0.52 -> 0.70 on merged CIFAR-10 classes and 0.58 -> 0.87 on merged Imagenette classes
+Measured with `benchmarks/proposals_precision.py` on folders that merge two sibling classes (the
+share of proposed pairs within one true class, best 157 pairs per class, object-first score):
+centre only 0.72, whole photo 0.73, with the two grids 0.78 (Tiny-ImageNet siblings); 0.52 -> 0.70 on merged CIFAR-10 classes and 0.58 -> 0.87 on merged Imagenette classes
 against the centre-only vector under a context-first score (context weight 1). The
 `descriptors.py` blocks with the mirror average raise what the annotator is shown after 50
 decisions, with learning, from 0.74 to 0.77 on merged Tiny-ImageNet siblings and from 0.67 to 0.71
